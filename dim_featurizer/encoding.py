@@ -1,0 +1,260 @@
+"""Turn a pymatgen ``Structure`` into the tensors the encoder reads (METHOD.md §1).
+
+Steps: validate → primitive cell (spglib) → Niggli-reduced basis → near-cubic
+supercell of at most ``max_atoms`` atoms → minimum-image distances (Å) from
+each primitive (unique) site to every supercell atom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import spglib
+
+from dim_featurizer.config import EncodingConfig
+from dim_featurizer.elements import ELEMENT_PROPERTIES, element_table, missing_properties
+from dim_featurizer.errors import (
+    DisorderedStructureError,
+    EmptyStructureError,
+    InvalidGeometryError,
+    NotAStructureError,
+    OverlappingSitesError,
+    StructureTooLargeError,
+    UnsupportedElementError,
+)
+
+# Integer shifts to the 27 neighbouring cells, for minimum-image search.
+_IMAGES = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+# Bound on (row, column, image) triples held at once while computing distances.
+_DISTANCE_CHUNK = 2_000_000
+
+
+@dataclass(frozen=True)
+class EncodedCrystal:
+    """One crystal as arrays.
+
+    Attributes:
+        site_features: (n, 9) float32, raw (unstandardised) features of the n
+            unique (primitive-cell) sites, columns as ``elements.SITE_FEATURES``.
+        distances: (n, m) float32 minimum-image distances in Å from unique
+            site i to each of the m supercell atoms; column i is site i itself.
+        image_of: (m,) int64, the unique site each supercell atom is an image of.
+        repeats: (3,) supercell repeats of the primitive cell.
+    """
+
+    site_features: np.ndarray
+    distances: np.ndarray
+    image_of: np.ndarray
+    repeats: tuple[int, int, int]
+
+    @property
+    def n_sites(self) -> int:
+        """Number of unique sites (rows)."""
+        return int(self.site_features.shape[0])
+
+    @property
+    def n_atoms(self) -> int:
+        """Number of supercell atoms (columns)."""
+        return int(self.distances.shape[1])
+
+
+def describe(entry: Any) -> str:
+    """Return a short human name for an entry, for error messages."""
+    formula = getattr(getattr(entry, "composition", None), "reduced_formula", None)
+    if formula is not None:
+        try:
+            return f"{type(entry).__name__} {formula}"
+        except Exception:  # noqa: BLE001 - a name must never raise
+            pass
+    text = repr(entry)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _validate(structure: Any, config: EncodingConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (lattice 3×3 Å, frac n×3, Z n, oxidation n) or raise a documented error."""
+    from pymatgen.core import Structure
+
+    if not isinstance(structure, Structure):
+        raise NotAStructureError(f"expected a pymatgen Structure, got {type(structure).__name__}")
+    if len(structure) == 0:
+        raise EmptyStructureError("the structure has no sites")
+    if not structure.is_ordered:
+        bad = next(i for i, site in enumerate(structure) if not site.is_ordered)
+        raise DisorderedStructureError(
+            f"site {bad} is disordered or partially occupied ({structure[bad].species}); "
+            "order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation"
+        )
+    lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
+    frac = np.asarray(structure.frac_coords, dtype=np.float64)
+    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
+        raise InvalidGeometryError("the lattice or coordinates contain NaN or infinity")
+    if abs(np.linalg.det(lattice)) < 1e-3:
+        raise InvalidGeometryError(f"the cell volume is {abs(np.linalg.det(lattice)):.3g} Å³")
+    species = structure.species
+    z = np.array([getattr(sp, "Z", 0) for sp in species], dtype=np.int64)
+    table = element_table()
+    bad = ~np.isfinite(table[np.clip(z, 0, len(table) - 1)]).all(axis=1) | (z <= 0) | (z >= len(table))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        missing = ", ".join(missing_properties(int(z[i])))
+        raise UnsupportedElementError(f"site {i}: {species[i]} has no value for {missing} in the site-feature tables")
+    return lattice, frac, z, _oxidation_states(structure, species, config.oxidation)
+
+
+def _oxidation_states(structure: Any, species: list, mode: str) -> np.ndarray:
+    if mode == "zero":
+        return np.zeros(len(species))
+    given = np.array([getattr(sp, "oxi_state", None) or 0.0 for sp in species], dtype=np.float64)
+    if mode == "given" or given.any():
+        return given
+    guess = _guess_oxidation(structure.composition.reduced_formula)
+    return np.array([guess.get(sp.symbol, 0.0) for sp in species], dtype=np.float64)
+
+
+@lru_cache(maxsize=65536)
+def _guess_oxidation(formula: str) -> dict[str, float]:
+    """Most probable charge-balanced oxidation states (pymatgen), {} when none."""
+    from pymatgen.core import Composition
+
+    guesses = Composition(formula).oxi_state_guesses(max_sites=-50)
+    return dict(guesses[0]) if guesses else {}
+
+
+def _has_lattice_translation(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, tol: float) -> bool:
+    """True when some translation inside the cell maps every atom onto one of its own type.
+
+    A cheap, vectorised pre-check: most input cells are already primitive,
+    and then the full spglib symmetry search can be skipped.
+    """
+    counts = np.bincount(types)
+    rarest = np.flatnonzero(types == np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
+    candidates = frac[rarest[1:]] - frac[rarest[0]]
+    n = len(frac)
+    if len(candidates) == 0:
+        return False
+    if len(candidates) * n * n > _DISTANCE_CHUNK:
+        return True  # too big to pre-check: let spglib decide
+    delta = frac[None, :, None, :] + candidates[:, None, None, :] - frac[None, None, :, :]
+    delta -= np.round(delta)
+    close = np.linalg.norm(delta @ lattice, axis=-1) < tol
+    close &= types[:, None] == types[None, :]
+    return bool(close.any(axis=2).all(axis=1).any())
+
+
+def _primitive(lattice: np.ndarray, frac: np.ndarray, types: np.ndarray, symprec: float):
+    """Return the primitive cell (lattice, frac, types); the input when it is already primitive."""
+    if not _has_lattice_translation(lattice, frac, types, symprec):
+        return lattice, frac, types
+    try:
+        cell = spglib.standardize_cell((lattice, frac, types), to_primitive=True, no_idealize=True, symprec=symprec)
+    except Exception:  # noqa: BLE001 - spglib raises for cells it cannot analyse
+        cell = None
+    if cell is None or len(cell[2]) == 0:
+        return lattice, frac, types
+    return np.asarray(cell[0], float), np.asarray(cell[1], float), np.asarray(cell[2])
+
+
+def _reduced_basis(lattice: np.ndarray, frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Express the cell in its Niggli-reduced basis (rotation-free, same lattice)."""
+    reduced = spglib.niggli_reduce(lattice)
+    if reduced is None:
+        return lattice, frac % 1.0
+    reduced = np.asarray(reduced, float)
+    new_frac = (frac @ lattice) @ np.linalg.inv(reduced)
+    return reduced, new_frac % 1.0
+
+
+def supercell_repeats(lattice: np.ndarray, n_sites: int, max_atoms: int) -> np.ndarray:
+    """Greedy near-cubic repeats: grow the currently shortest axis while n_sites × repeats ≤ max_atoms.
+
+    Args:
+        lattice: (3, 3) reduced lattice, rows are vectors in Å.
+        n_sites: atoms in that cell.
+        max_atoms: the supercell's size limit.
+
+    Returns:
+        (3,) int64 repeats along a, b, c (all ones when the cell is already over max_atoms / 2).
+    """
+    lengths = np.linalg.norm(lattice, axis=1)
+    repeats = np.ones(3, dtype=np.int64)
+    while True:
+        # Rounding makes ties (cubic axes) break by index, not by float noise.
+        axis = int(np.argmin(np.round(lengths * repeats, 6)))
+        if n_sites * (repeats.prod() // repeats[axis]) * (repeats[axis] + 1) > max_atoms:
+            return repeats
+        repeats[axis] += 1
+
+
+def minimum_image_distances(lattice: np.ndarray, frac: np.ndarray, n_rows: int) -> np.ndarray:
+    """Minimum-image distances (Å) from the first ``n_rows`` atoms to all atoms.
+
+    Args:
+        lattice: (3, 3) cell, rows in Å.
+        frac: (m, 3) fractional coordinates in that cell.
+        n_rows: rows wanted (the first n_rows atoms).
+
+    Returns:
+        (n_rows, m) float64 distances; a row's own column is 0.
+    """
+    reduced, frac = _reduced_basis(lattice, frac)
+    m = len(frac)
+    images = _IMAGES @ reduced  # (27, 3) Å
+    image_sq = np.einsum("kl,kl->k", images, images)
+    out = np.empty((n_rows, m))
+    step = max(1, _DISTANCE_CHUNK // (m * len(_IMAGES)))
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        delta = frac[None, :, :] - frac[start:stop, None, :]
+        cart = (delta - np.round(delta)) @ reduced
+        # |d + t|² = |d|² + 2 d·t + |t|², minimised over the 27 image shifts t.
+        sq = np.einsum("ijl,ijl->ij", cart, cart)[..., None] + 2.0 * (cart @ images.T) + image_sq
+        out[start:stop] = np.sqrt(np.maximum(sq.min(axis=2), 0.0))
+    return out
+
+
+def encode_structure(structure: Any, config: EncodingConfig | None = None) -> EncodedCrystal:
+    """Encode one ordered structure.
+
+    Args:
+        structure: a pymatgen ``Structure``.
+        config: encoding options; defaults to ``EncodingConfig()``.
+
+    Returns:
+        The :class:`EncodedCrystal`.
+
+    Raises:
+        FeaturizationError: a documented subclass naming what is wrong.
+    """
+    config = config or EncodingConfig()
+    lattice, frac, z, oxidation = _validate(structure, config)
+    keys, types = np.unique(np.stack([z, oxidation], 1), axis=0, return_inverse=True)
+    types = types.reshape(-1)
+    lattice, frac, types = _primitive(lattice, frac, types, config.symprec)
+    if len(types) > config.max_sites:
+        raise StructureTooLargeError(f"the primitive cell has {len(types)} sites, over max_sites={config.max_sites}")
+    lattice, frac = _reduced_basis(lattice, frac)
+    n = len(types)
+    repeats = supercell_repeats(lattice, n, config.max_atoms)
+    shifts = np.stack(np.meshgrid(*[np.arange(r) for r in repeats], indexing="ij"), -1).reshape(-1, 3)
+    super_frac = ((frac[None] + shifts[:, None]) / repeats).reshape(-1, 3)
+    distances = minimum_image_distances(lattice * repeats[:, None], super_frac, n)
+    own = distances[np.arange(n), np.arange(n)].copy()
+    distances[np.arange(n), np.arange(n)] = np.inf
+    closest = np.unravel_index(np.argmin(distances), distances.shape)
+    if distances[closest] < config.min_distance:
+        raise OverlappingSitesError(
+            f"two atoms are {distances[closest]:.3f} Å apart (under min_distance={config.min_distance} Å)"
+        )
+    distances[np.arange(n), np.arange(n)] = own
+    table = element_table()
+    features = np.concatenate([table[keys[types, 0].astype(np.int64)], keys[types, 1:2]], axis=1)
+    assert features.shape[1] == len(ELEMENT_PROPERTIES) + 1
+    return EncodedCrystal(
+        site_features=features.astype(np.float32),
+        distances=distances.astype(np.float32),
+        image_of=np.tile(np.arange(n, dtype=np.int64), len(shifts)),
+        repeats=tuple(int(r) for r in repeats),
+    )

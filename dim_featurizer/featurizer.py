@@ -1,0 +1,284 @@
+"""``DeepInfoMaxFeaturizer``: the matminer and scikit-learn face of the package."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matminer.featurizers.base import BaseFeaturizer
+from tqdm.auto import tqdm
+
+from dim_featurizer.batching import collate, plan_batches
+from dim_featurizer.config import EncodingConfig
+from dim_featurizer.encoding import EncodedCrystal, describe, encode_structure
+from dim_featurizer.errors import FeaturizationError
+from dim_featurizer.weights import load_weights
+
+# Entries encoded before their vectors are computed: bounds memory on huge inputs.
+_CHUNK = 2048
+
+
+def _encode_safe(entry: Any, config: EncodingConfig) -> tuple[EncodedCrystal | None, BaseException | None]:
+    """Encode one entry, returning the error instead of raising (safe across processes)."""
+    try:
+        return encode_structure(entry, config), None
+    except Exception as e:  # noqa: BLE001 - every failure is reported per entry
+        return None, e
+
+
+def _named(error: BaseException, index: int, entry: Any) -> BaseException:
+    """Return ``error`` re-made with a message naming the entry; same type when possible."""
+    message = f"entry {index} ({describe(entry)}): {error}"
+    try:
+        named = type(error)(message)
+    except Exception:  # noqa: BLE001 - exotic exception signatures
+        named = FeaturizationError(message)
+    named.__cause__ = error
+    return named
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to torch."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class DeepInfoMaxFeaturizer(BaseFeaturizer):
+    """Site-Net Deep InfoMax feature vectors (μ_G) for pymatgen ``Structure`` objects.
+
+    Args:
+        weights: ``None`` for the package default, ``"untrained"`` for the
+            seeded random control, a bundled name, a local folder, or a Hub
+            repo id ``owner/name``.
+        revision: Hub commit hash (40 hex), required with a Hub repo id.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        batch_sites: most unique sites per forward pass (METHOD.md §1.7).
+        max_atoms: supercell size; None uses the value the weights were trained with.
+        oxidation: ``"given"``, ``"guess"`` or ``"zero"``; None uses the weights'.
+        max_sites: largest primitive cell accepted; None uses the weights'.
+        seed: seed of the ``"untrained"`` initialisation.
+        n_jobs: processes that encode structures (spawned, torch-free, so
+            they cannot deadlock torch or touch CUDA); the network always runs
+            in this process. ``-1`` means all cores.
+        ignore_errors: what ``transform`` does with bad entries (NaN rows when True).
+        pbar: whether ``transform`` shows a progress bar.
+        cache_dir: Hub cache folder, None for huggingface_hub's default.
+
+    Learned state: ``model_`` (the encoder), ``weights_info_``, ``device_``
+    and ``encoding_``, set by :meth:`fit` or on first use, never pickled.
+    """
+
+    n_jobs = None  # a plain attribute here, shadowing matminer's read-only property
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        revision: str | None = None,
+        device: str = "auto",
+        batch_sites: int = 1200,
+        max_atoms: int | None = None,
+        oxidation: str | None = None,
+        max_sites: int | None = None,
+        seed: int = 0,
+        n_jobs: int = 1,
+        ignore_errors: bool = False,
+        pbar: bool = True,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.weights = weights
+        self.revision = revision
+        self.device = device
+        self.batch_sites = batch_sites
+        self.max_atoms = max_atoms
+        self.oxidation = oxidation
+        self.max_sites = max_sites
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.ignore_errors = ignore_errors
+        self.pbar = pbar
+        self.cache_dir = cache_dir
+
+    # -- model state -------------------------------------------------------
+    def set_n_jobs(self, n_jobs: int) -> None:
+        """Set the number of encoding processes (matminer's API)."""
+        self.n_jobs = n_jobs
+
+    def _load(self) -> None:
+        model, info = load_weights(self.weights, revision=self.revision, seed=self.seed, cache_dir=self.cache_dir)
+        device = resolve_device(self.device)
+        overrides = {
+            k: v
+            for k, v in {"max_atoms": self.max_atoms, "oxidation": self.oxidation, "max_sites": self.max_sites}.items()
+            if v is not None
+        }
+        self.encoding_ = replace(model.config.encoding, **overrides)
+        self.model_ = model.to(device).eval()
+        self.device_ = device
+        self.weights_info_ = info
+
+    def _loaded(self) -> bool:
+        return getattr(self, "model_", None) is not None
+
+    def fit(self, X: Any = None, y: Any = None, **fit_kwargs: Any) -> DeepInfoMaxFeaturizer:
+        """Load the weights (nothing is learned from X). Returns self."""
+        self._load()
+        return self
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in ("model_", "weights_info_", "device_", "encoding_"):
+            state.pop(name, None)
+        return state
+
+    # -- matminer API --------------------------------------------------------
+    def featurize(self, structure: Any) -> list[float]:
+        """Return the feature vector of one ``Structure``; raise a named error for bad input."""
+        return self.featurize_many([structure], pbar=False)[0]
+
+    def feature_labels(self) -> list[str]:
+        """Return a new list of the D labels ``DIM_0`` … ``DIM_{D-1}``."""
+        if not self._loaded():
+            self._load()
+        return [f"DIM_{i}" for i in range(self.model_.config.global_dim)]
+
+    def citations(self) -> list[str]:
+        """BibTeX for the Deep InfoMax pretraining paper and Site-Net."""
+        return [
+            "@article{moran2025deepinfomax,\n"
+            "  title={Deep InfoMax for self-supervised pre-training on crystal structures},\n"
+            "  author={Moran, Michael and Gusev, Vladimir V. and Gaultois, Michael W. and "
+            "Antypov, Dmytro and Rosseinsky, Matthew J.},\n"
+            "  journal={Digital Discovery},\n  volume={4},\n  pages={790--811},\n  year={2025},\n"
+            "  publisher={Royal Society of Chemistry}\n}",
+            "@article{moran2023sitenet,\n"
+            "  title={Site-Net: using global self-attention and real-space supercells to capture "
+            "long-range interactions in crystal structures},\n"
+            "  author={Moran, Michael and Gaultois, Michael W. and Gusev, Vladimir V. and "
+            "Rosseinsky, Matthew J.},\n"
+            "  journal={Digital Discovery},\n  volume={2},\n  pages={1297--1310},\n  year={2023},\n"
+            "  note={arXiv:2209.08190}\n}",
+        ]
+
+    def implementors(self) -> list[str]:
+        """The people responsible for this implementation."""
+        return ["dim_featurizer developers"]
+
+    def featurize_many(
+        self,
+        entries: Sequence[Any] | pd.Series | pd.DataFrame | np.ndarray,
+        ignore_errors: bool = False,
+        return_errors: bool = False,
+        pbar: bool | dict = True,
+    ) -> list[list[Any]]:
+        """Featurise many structures in few batched forward passes.
+
+        Args:
+            entries: structures, or one-element tuples of structures (matminer's
+                form), a Series, or a one-column DataFrame.
+            ignore_errors: give a NaN row for a bad entry instead of raising.
+            return_errors: append each row's error message (NaN when none);
+                needs ``ignore_errors``.
+            pbar: show a tqdm progress bar (a dict is passed to tqdm).
+
+        Returns:
+            One list of D floats per entry, in input order.
+
+        Raises:
+            FeaturizationError: (without ``ignore_errors``) the first bad entry, named.
+        """
+        if return_errors and not ignore_errors:
+            raise ValueError("return_errors=True needs ignore_errors=True")
+        items = self._entries(entries)
+        if not self._loaded():
+            self._load()
+        rows: list[list[Any]] = []
+        width = self.model_.config.global_dim
+        progress = tqdm(
+            total=len(items), desc=type(self).__name__, disable=not pbar, **(pbar if isinstance(pbar, dict) else {})
+        )
+        with progress:
+            for start in range(0, len(items), _CHUNK):
+                chunk = items[start : start + _CHUNK]
+                vectors, errors = self._featurize_chunk(chunk, progress)
+                for offset, (vector, error) in enumerate(zip(vectors, errors)):
+                    if error is not None and not ignore_errors:
+                        raise _named(error, start + offset, chunk[offset])
+                    row = [float("nan")] * width if error is not None else vector.tolist()
+                    if return_errors:
+                        row.append(float("nan") if error is None else str(_named(error, start + offset, chunk[offset])))
+                    rows.append(row)
+        return rows
+
+    def transform(self, X: Any) -> np.ndarray:
+        """(n, D) float64 array for n structures (``ignore_errors`` and ``pbar`` from __init__)."""
+        return np.asarray(self.featurize_many(X, ignore_errors=self.ignore_errors, pbar=self.pbar), dtype=np.float64)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Feature names for scikit-learn's ``set_output`` and pipelines."""
+        return np.asarray(self.feature_labels(), dtype=object)
+
+    # -- internals -----------------------------------------------------------
+    @staticmethod
+    def _entries(entries: Any) -> list[Any]:
+        if isinstance(entries, pd.DataFrame):
+            if entries.shape[1] != 1:
+                raise ValueError(f"expected one column of structures, got columns {list(entries.columns)}")
+            entries = entries.iloc[:, 0]
+        if isinstance(entries, (str, bytes)) or not hasattr(entries, "__len__"):
+            raise TypeError(f"entries must be a list-like of structures, got {type(entries).__name__}")
+        items = list(entries.values if isinstance(entries, pd.Series) else entries)
+        # matminer passes one-argument tuples; unwrap them.
+        return [x[0] if isinstance(x, (tuple, list, np.ndarray)) and len(x) == 1 else x for x in items]
+
+    def _encode(self, items: list[Any], progress: tqdm) -> Iterator[tuple[EncodedCrystal | None, BaseException | None]]:
+        n_jobs = os.cpu_count() if self.n_jobs in (None, -1) else int(self.n_jobs)
+        if n_jobs <= 1 or len(items) < 2 * n_jobs:
+            results = (_encode_safe(x, self.encoding_) for x in items)
+            for result in results:
+                progress.update(1)
+                yield result
+            return
+        # spawn: workers never inherit torch's threads or a CUDA context.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+            chunksize = max(1, min(64, len(items) // (4 * n_jobs)))
+            for result in pool.map(_encode_safe, items, repeat(self.encoding_), chunksize=chunksize):
+                progress.update(1)
+                yield result
+
+    def _featurize_chunk(
+        self, items: list[Any], progress: tqdm
+    ) -> tuple[list[np.ndarray | None], list[BaseException | None]]:
+        encoded, errors = map(list, zip(*self._encode(items, progress)))
+        vectors: list[np.ndarray | None] = [None] * len(items)
+        good = [i for i, e in enumerate(encoded) if e is not None]
+        batches = plan_batches(
+            [encoded[i].n_sites for i in good], self.batch_sites, widths=[encoded[i].n_atoms for i in good]
+        )
+        for batch in batches:
+            members = [good[b] for b in batch]
+            try:
+                out = self._embed([encoded[i] for i in members])
+            except Exception:  # noqa: BLE001 - isolate the failing crystal, keep the rest
+                for i in members:
+                    try:
+                        vectors[i] = self._embed([encoded[i]])[0]
+                    except Exception as e:  # noqa: BLE001
+                        errors[i] = e
+                continue
+            for i, vector in zip(members, out):
+                vectors[i] = vector
+        return vectors, errors
+
+    def _embed(self, crystals: list[EncodedCrystal]) -> np.ndarray:
+        batch = collate(crystals).to(self.device_)
+        return self.model_.embed(batch).double().cpu().numpy()

@@ -1,0 +1,195 @@
+"""The Site-Net encoder with Deep InfoMax heads (METHOD.md §2).
+
+Only the encoder lives here: it is what the featuriser runs. The score
+networks and losses used in pretraining live in ``dim_featurizer.train``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dim_featurizer.batching import Batch
+from dim_featurizer.config import ModelConfig
+from dim_featurizer.elements import element_table, supported_atomic_numbers
+
+
+def block(n_in: int, n_out: int) -> nn.Sequential:
+    """Linear → Mish → LayerNorm, the network's building block."""
+    return nn.Sequential(nn.Linear(n_in, n_out), nn.Mish(), nn.LayerNorm(n_out))
+
+
+def default_feature_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std of the element table over supported elements; oxidation state (0, 1).
+
+    The data-free standardisation of an untrained encoder; pretraining
+    replaces it with statistics of its training sites.
+    """
+    table = element_table()[supported_atomic_numbers()]
+    mean = np.append(table.mean(axis=0), 0.0)
+    std = np.append(table.std(axis=0), 1.0)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+@dataclass
+class EncoderOutput:
+    """Encoder outputs for a batch of N sites in C crystals.
+
+    Attributes:
+        local_mu, local_logvar: (N, local_dim) μ_i and log σ²_i.
+        global_mu, global_logvar: (C, global_dim) μ_G and log σ²_G.
+    """
+
+    local_mu: torch.Tensor
+    local_logvar: torch.Tensor
+    global_mu: torch.Tensor
+    global_logvar: torch.Tensor
+
+
+class LocalEncoder(nn.Module):
+    """Site embeddings, one attention block over each site's environment, and μ_i, log σ²_i."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        h = config.hidden
+        self.hidden = h
+        self.max_pairs = config.max_pairs
+        self.site_embed = block(config.n_site_features, h)
+        self.distance_embed = block(1, h)
+        # block(3h → h) on B_ij = [h_i, h_a(ij), e_ij]; applied in split form below.
+        self.attention_pre = block(3 * h, h)
+        self.attention_out = nn.Linear(h, 1)
+        self.value_pre = block(3 * h, h)
+        self.value_out = block(h, h)
+        self.mu = nn.Linear(h, config.local_dim)
+        self.logvar = nn.Linear(h, config.local_dim)
+        self.register_buffer("feature_mean", torch.tensor(config.feature_mean), persistent=False)
+        self.register_buffer("feature_std", torch.tensor(config.feature_std), persistent=False)
+        self.distance_mean = float(config.distance_mean)
+        self.distance_std = float(config.distance_std)
+
+    def embed_sites(self, site_features: torch.Tensor) -> torch.Tensor:
+        """(S, 9) raw site features → (S, hidden) embeddings h."""
+        return self.site_embed((site_features - self.feature_mean) / self.feature_std)
+
+    def environments(
+        self,
+        sites: torch.Tensor,
+        rows: torch.Tensor,
+        neighbor_index: torch.Tensor,
+        distances: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Attention-pooled environment vectors s_i.
+
+        Args:
+            sites: (S, hidden) site embeddings, the table both indices point into.
+            rows: (R,) index of each environment's central site in ``sites``.
+            neighbor_index: (R, M) index in ``sites`` of each neighbour's species.
+            distances: (R, M) distances, Å.
+            mask: (R, M) True for real neighbours.
+
+        Returns:
+            (R, hidden) s_i. Rows are processed in chunks of at most
+            ``max_pairs`` pairs, so memory stays bounded for huge cells.
+        """
+        h = self.hidden
+        pre = (self.attention_pre[0], self.value_pre[0])
+        weight = torch.cat([m.weight for m in pre])  # (2h, 3h): both heads at once
+        bias = torch.cat([m.bias for m in pre])
+        norms = (self.attention_pre[2], self.value_pre[2])
+        norm_weight = torch.stack([m.weight for m in norms])
+        norm_bias = torch.stack([m.bias for m in norms])
+        # Linear([h_i, h_j, e]) = W_i h_i + W_j h_j + W_e e: project each site once, not per pair.
+        center = F.linear(sites, weight[:, :h], bias)
+        neighbor = F.linear(sites, weight[:, h : 2 * h])
+        width = max(1, distances.shape[1])
+        step = max(1, self.max_pairs // width)
+        out = []
+        for start in range(0, len(rows), step):
+            stop = start + step
+            # e_ij depends on d_ij alone: embed each distinct distance once.
+            values, inverse = torch.unique(distances[start:stop], return_inverse=True)
+            d = (values - self.distance_mean) / self.distance_std
+            x = F.linear(self.distance_embed(d.unsqueeze(-1)), weight[:, 2 * h :])[inverse]
+            x += neighbor[neighbor_index[start:stop]]
+            x += center[rows[start:stop]].unsqueeze(1)
+            # Mish, then each head's LayerNorm, on the contiguous (R, M, 2, h) tensor at once.
+            x = F.layer_norm(F.mish(x).unflatten(-1, (2, h)), (h,)) * norm_weight + norm_bias
+            logits = self.attention_out(x[..., 0, :]).squeeze(-1)
+            logits = logits.masked_fill(~mask[start:stop], float("-inf"))
+            weights = torch.softmax(logits, dim=-1)
+            values = self.value_out(x[..., 1, :])
+            out.append(torch.einsum("rm,rmh->rh", weights, values))
+        return torch.cat(out) if out else sites.new_zeros((0, h))
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (μ_i, log σ²_i), each (N, local_dim), for every unique site in the batch."""
+        sites = self.embed_sites(batch.site_features)
+        rows = torch.arange(len(sites), device=sites.device)
+        s = self.environments(sites, rows, batch.neighbor_index, batch.distances, batch.mask)
+        return self.mu(s), self.logvar(s)
+
+
+class GlobalEncoder(nn.Module):
+    """Per-site MLP on μ_i, mean over each crystal's sites, then μ_G and log σ²_G."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.pre = nn.Sequential(block(config.local_dim, config.hidden), block(config.hidden, config.global_hidden))
+        self.post = block(config.global_hidden, config.hidden)
+        self.mu = nn.Linear(config.hidden, config.global_dim)
+        self.logvar = nn.Linear(config.hidden, config.global_dim)
+
+    def forward(
+        self, local_mu: torch.Tensor, crystal_index: torch.Tensor, n_crystals: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, local_dim) μ_i and (N,) crystal index → (C, global_dim) μ_G and log σ²_G.
+
+        μ_i is detached: global gradients never reach the local encoder.
+        """
+        x = self.pre(local_mu.detach())
+        total = x.new_zeros((n_crystals, x.shape[1])).index_add_(0, crystal_index, x)
+        count = torch.bincount(crystal_index, minlength=n_crystals).clamp_min(1).to(x.dtype)
+        pooled = self.post(total / count.unsqueeze(1))
+        return self.mu(pooled), self.logvar(pooled)
+
+
+class SiteNetEncoder(nn.Module):
+    """Local and global encoders together; ``embed`` gives the feature vectors μ_G."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        config = config or ModelConfig()
+        if config.feature_mean is None or config.feature_std is None:
+            mean, std = default_feature_stats()
+            config = replace(config, feature_mean=config.feature_mean or mean, feature_std=config.feature_std or std)
+        self.config = config
+        self.local = LocalEncoder(config)
+        self.global_ = GlobalEncoder(config)
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        """Run both encoders on a batch."""
+        local_mu, local_logvar = self.local(batch)
+        global_mu, global_logvar = self.global_(local_mu, batch.crystal_index, batch.n_crystals)
+        return EncoderOutput(local_mu, local_logvar, global_mu, global_logvar)
+
+    @torch.no_grad()
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """(C, global_dim) μ_G for each crystal: the noise-free feature vector."""
+        local_mu, _ = self.local(batch)
+        return self.global_(local_mu, batch.crystal_index, batch.n_crystals)[0]
+
+
+def untrained_encoder(config: ModelConfig | None = None, seed: int = 0) -> SiteNetEncoder:
+    """A seeded random initialisation: the paper's untrained control.
+
+    The global RNG state is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SiteNetEncoder(config)

@@ -1,0 +1,203 @@
+"""Find, verify and load encoder weights; save them in Hugging Face Hub layout.
+
+A weights folder holds ``config.json`` (a :class:`ModelConfig`) and
+``model.safetensors`` (the encoder's state dict). Only safetensors are ever
+read: no pickle, so a weights file cannot run code.
+
+Sources, tried in this order for a name:
+
+1. ``"untrained"``: a seeded random initialisation (no file).
+2. bundled: a folder under the package's ``bundled_weights`` (the repository's
+   ``weights/``), each file checked against ``manifest.json`` (sha256).
+3. a local directory.
+4. a Hub repository ``owner/name`` through ``huggingface_hub``, pinned to a
+   40-hex commit ``revision``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from dim_featurizer.config import ModelConfig
+from dim_featurizer.errors import WeightsError
+from dim_featurizer.model import SiteNetEncoder, untrained_encoder
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+MANIFEST_NAME = "manifest.json"
+UNTRAINED = "untrained"
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where loaded weights came from.
+
+    Attributes:
+        source: ``"untrained"``, ``"bundled"``, ``"local"`` or ``"hub"``.
+        name: what was asked for.
+        path: folder the files were read from (None for untrained).
+        revision: Hub commit, when from the Hub.
+    """
+
+    source: str
+    name: str
+    path: str | None = None
+    revision: str | None = None
+
+
+def bundled_root() -> Path:
+    """Return the folder holding the bundled weights and their manifest."""
+    return Path(str(resources.files("dim_featurizer.bundled_weights")))
+
+
+def read_manifest() -> dict:
+    """Return the bundled manifest: ``{name: {"files": {filename: sha256}, ...}}``."""
+    path = bundled_root() / MANIFEST_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def default_weights() -> str:
+    """Return the name loaded when none is given: the manifest's default, else untrained."""
+    return read_manifest().get("_default", UNTRAINED)
+
+
+def bundled_names() -> list[str]:
+    """Return the names of the bundled weights."""
+    return sorted(k for k in read_manifest() if not k.startswith("_"))
+
+
+def sha256(path: str | Path) -> str:
+    """Return the hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_pretrained(encoder: SiteNetEncoder, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` for ``encoder`` into ``directory``.
+
+    Returns:
+        The directory.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    encoder.config.to_json_file(directory / CONFIG_NAME)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    return directory
+
+
+def load_pretrained(directory: str | Path) -> SiteNetEncoder:
+    """Load a weights folder strictly: a missing, extra or mis-shaped tensor is an error.
+
+    Raises:
+        WeightsError: naming the folder and what is wrong with it.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (directory / name).is_file():
+            raise WeightsError(f"{directory}: no {name}")
+    try:
+        config = ModelConfig.from_json_file(directory / CONFIG_NAME)
+    except (ValueError, TypeError) as e:
+        raise WeightsError(f"{directory / CONFIG_NAME}: not a valid encoder config ({e})") from e
+    try:
+        state = load_file(str(directory / WEIGHTS_NAME))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{directory / WEIGHTS_NAME}: corrupt or truncated safetensors file ({e})") from e
+    encoder = SiteNetEncoder(config)
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{directory / WEIGHTS_NAME}: tensors do not match the config ({e})") from e
+    return encoder.eval()
+
+
+def _verify_bundled(name: str, entry: dict) -> Path:
+    directory = bundled_root() / name
+    for filename, expected in entry.get("files", {}).items():
+        path = directory / filename
+        if not path.is_file():
+            raise WeightsError(f"bundled {name!r}: {filename} is missing from {directory}")
+        actual = sha256(path)
+        if actual != expected:
+            raise WeightsError(f"bundled {name!r}: {path} has sha256 {actual}, the manifest says {expected}")
+    return directory
+
+
+def _from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> Path:
+    if revision is None or not _COMMIT.match(revision):
+        raise WeightsError(
+            f"Hub repository {repo_id!r} needs revision= pinned to a full 40-hex commit hash, got {revision!r}"
+        )
+    from huggingface_hub import hf_hub_download
+
+    paths = [
+        hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
+        for filename in (CONFIG_NAME, WEIGHTS_NAME)
+    ]
+    return Path(paths[1]).parent
+
+
+def load_weights(
+    weights: str | os.PathLike | None = None,
+    revision: str | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[SiteNetEncoder, WeightsInfo]:
+    """Resolve ``weights`` through every source and load the encoder.
+
+    Args:
+        weights: ``"untrained"``, a bundled name, a local folder, or a Hub
+            repo id ``owner/name``; None means :func:`default_weights`.
+        revision: Hub commit hash (required for Hub repositories).
+        seed: seed of the untrained initialisation.
+        cache_dir: Hub cache folder (default: huggingface_hub's).
+
+    Returns:
+        (encoder in eval mode, :class:`WeightsInfo`).
+
+    Raises:
+        WeightsError: listing every source tried and why each failed.
+    """
+    name = str(default_weights() if weights is None else weights)
+    if name == UNTRAINED:
+        return untrained_encoder(seed=seed).eval(), WeightsInfo("untrained", name)
+    tried: list[str] = []
+    manifest = read_manifest()
+    if name in manifest and not name.startswith("_"):
+        directory = _verify_bundled(name, manifest[name])
+        return load_pretrained(directory), WeightsInfo("bundled", name, str(directory))
+    tried.append(f"bundled: no bundled weights named {name!r} (bundled: {bundled_names() or 'none'})")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return load_pretrained(path), WeightsInfo("local", name, str(path))
+    tried.append(f"local directory: {path} is not a directory")
+    if _REPO_ID.match(name):
+        try:
+            directory = _from_hub(name, revision, None if cache_dir is None else str(cache_dir))
+        except WeightsError as e:
+            tried.append(f"Hugging Face Hub: {e}")
+        except Exception as e:  # noqa: BLE001 - any Hub failure becomes one line of the report
+            tried.append(f"Hugging Face Hub: {type(e).__name__}: {e}")
+        else:
+            return load_pretrained(directory), WeightsInfo("hub", name, str(directory), revision)
+    else:
+        tried.append(f"Hugging Face Hub: {name!r} is not an 'owner/name' repo id")
+    raise WeightsError(f"could not load weights {name!r}; tried:\n  - " + "\n  - ".join(tried))
