@@ -15,7 +15,7 @@ import numpy as np
 import spglib
 
 from dim_featurizer.config import EncodingConfig
-from dim_featurizer.elements import ELEMENT_PROPERTIES, element_table, missing_properties
+from dim_featurizer.elements import element_table, missing_properties
 from dim_featurizer.errors import (
     DisorderedStructureError,
     EmptyStructureError,
@@ -215,6 +215,62 @@ def minimum_image_distances(lattice: np.ndarray, frac: np.ndarray, n_rows: int) 
     return out
 
 
+@dataclass(frozen=True)
+class Supercell:
+    """The near-cubic supercell an encoding is computed on.
+
+    Attributes:
+        lattice: (3, 3) supercell vectors as rows, Å.
+        frac: (m, 3) fractional coordinates; the first n atoms are the unique sites.
+        site_keys: (n, 2) atomic number and oxidation state of each unique site.
+        image_of: (m,) unique site each atom is an image of.
+        repeats: (3,) repeats of the Niggli-reduced primitive cell.
+    """
+
+    lattice: np.ndarray
+    frac: np.ndarray
+    site_keys: np.ndarray
+    image_of: np.ndarray
+    repeats: tuple[int, int, int]
+
+    @property
+    def n_sites(self) -> int:
+        """Number of unique sites."""
+        return len(self.site_keys)
+
+    def to_structure(self) -> Any:
+        """Return the supercell as a pymatgen ``Structure`` (species as elements)."""
+        from pymatgen.core import Structure
+
+        z = self.site_keys[self.image_of, 0].astype(int)
+        return Structure(self.lattice, z.tolist(), self.frac)
+
+
+def build_supercell(structure: Any, config: EncodingConfig | None = None) -> Supercell:
+    """Validate ``structure`` and build its supercell (METHOD.md §1.1-1.3).
+
+    Raises:
+        FeaturizationError: a documented subclass naming what is wrong.
+    """
+    config = config or EncodingConfig()
+    lattice, frac, z, oxidation = _validate(structure, config)
+    keys, types = np.unique(np.stack([z, oxidation], 1), axis=0, return_inverse=True)
+    lattice, frac, types = _primitive(lattice, frac, types.reshape(-1), config.symprec)
+    if len(types) > config.max_sites:
+        raise StructureTooLargeError(f"the primitive cell has {len(types)} sites, over max_sites={config.max_sites}")
+    lattice, frac = _reduced_basis(lattice, frac)
+    n = len(types)
+    repeats = supercell_repeats(lattice, n, config.max_atoms)
+    shifts = np.stack(np.meshgrid(*[np.arange(r) for r in repeats], indexing="ij"), -1).reshape(-1, 3)
+    return Supercell(
+        lattice=lattice * repeats[:, None],
+        frac=((frac[None] + shifts[:, None]) / repeats).reshape(-1, 3),
+        site_keys=keys[types],
+        image_of=np.tile(np.arange(n, dtype=np.int64), len(shifts)),
+        repeats=tuple(int(r) for r in repeats),
+    )
+
+
 def encode_structure(structure: Any, config: EncodingConfig | None = None) -> EncodedCrystal:
     """Encode one ordered structure.
 
@@ -229,32 +285,23 @@ def encode_structure(structure: Any, config: EncodingConfig | None = None) -> En
         FeaturizationError: a documented subclass naming what is wrong.
     """
     config = config or EncodingConfig()
-    lattice, frac, z, oxidation = _validate(structure, config)
-    keys, types = np.unique(np.stack([z, oxidation], 1), axis=0, return_inverse=True)
-    types = types.reshape(-1)
-    lattice, frac, types = _primitive(lattice, frac, types, config.symprec)
-    if len(types) > config.max_sites:
-        raise StructureTooLargeError(f"the primitive cell has {len(types)} sites, over max_sites={config.max_sites}")
-    lattice, frac = _reduced_basis(lattice, frac)
-    n = len(types)
-    repeats = supercell_repeats(lattice, n, config.max_atoms)
-    shifts = np.stack(np.meshgrid(*[np.arange(r) for r in repeats], indexing="ij"), -1).reshape(-1, 3)
-    super_frac = ((frac[None] + shifts[:, None]) / repeats).reshape(-1, 3)
-    distances = minimum_image_distances(lattice * repeats[:, None], super_frac, n)
-    own = distances[np.arange(n), np.arange(n)].copy()
-    distances[np.arange(n), np.arange(n)] = np.inf
+    cell = build_supercell(structure, config)
+    n = cell.n_sites
+    distances = minimum_image_distances(cell.lattice, cell.frac, n)
+    diagonal = (np.arange(n), np.arange(n))
+    distances[diagonal] = np.inf
     closest = np.unravel_index(np.argmin(distances), distances.shape)
     if distances[closest] < config.min_distance:
+        a, b = cell.site_keys[closest[0], 0], cell.site_keys[cell.image_of[closest[1]], 0]
         raise OverlappingSitesError(
-            f"two atoms are {distances[closest]:.3f} Å apart (under min_distance={config.min_distance} Å)"
+            f"atoms of Z={int(a)} and Z={int(b)} are {distances[closest]:.3f} Å apart "
+            f"(under min_distance={config.min_distance} Å)"
         )
-    distances[np.arange(n), np.arange(n)] = own
-    table = element_table()
-    features = np.concatenate([table[keys[types, 0].astype(np.int64)], keys[types, 1:2]], axis=1)
-    assert features.shape[1] == len(ELEMENT_PROPERTIES) + 1
+    distances[diagonal] = 0.0
+    features = np.concatenate([element_table()[cell.site_keys[:, 0].astype(np.int64)], cell.site_keys[:, 1:]], axis=1)
     return EncodedCrystal(
         site_features=features.astype(np.float32),
         distances=distances.astype(np.float32),
-        image_of=np.tile(np.arange(n, dtype=np.int64), len(shifts)),
-        repeats=tuple(int(r) for r in repeats),
+        image_of=cell.image_of,
+        repeats=cell.repeats,
     )

@@ -1,0 +1,133 @@
+"""The encoder: architecture per METHOD.md §2, configs, strict safetensors I/O."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from dim_featurizer.batching import collate
+from dim_featurizer.config import EncodingConfig, ModelConfig
+from dim_featurizer.encoding import encode_structure
+from dim_featurizer.errors import WeightsError
+from dim_featurizer.model import SiteNetEncoder, untrained_encoder
+from dim_featurizer.weights import load_pretrained, save_pretrained
+
+
+@pytest.fixture(scope="module")
+def batch(real_structures):
+    return collate([encode_structure(s) for s in real_structures[:10]])
+
+
+def reference_local(encoder, batch):
+    """METHOD.md §2 written out literally: build B_ij = [h_i, h_a(ij), e_ij] and apply the blocks."""
+    lo = encoder.local
+    h = lo.embed_sites(batch.site_features)
+    d = (batch.distances - lo.distance_mean) / lo.distance_std
+    e = lo.distance_embed(d.unsqueeze(-1))
+    b = torch.cat([h.unsqueeze(1).expand(-1, e.shape[1], -1), h[batch.neighbor_index], e], dim=-1)
+    logits = lo.attention_out(lo.attention_pre(b)).squeeze(-1).masked_fill(~batch.mask, float("-inf"))
+    values = lo.value_out(lo.value_pre(b))
+    s = (torch.softmax(logits, -1).unsqueeze(-1) * values).sum(1)
+    return lo.mu(s), lo.logvar(s)
+
+
+def test_fast_path_equals_literal_architecture(batch):
+    encoder = untrained_encoder(seed=3)
+    with torch.no_grad():
+        mu, logvar = encoder.local(batch)
+        ref_mu, ref_logvar = reference_local(encoder, batch)
+    torch.testing.assert_close(mu, ref_mu, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logvar, ref_logvar, atol=1e-5, rtol=1e-5)
+
+
+def test_shapes_and_noise_free_embedding(batch):
+    encoder = untrained_encoder()
+    out = encoder(batch)
+    assert out.local_mu.shape == (len(batch.site_features), 32)
+    assert out.global_mu.shape == (10, 128) and out.global_logvar.shape == (10, 128)
+    torch.testing.assert_close(encoder.embed(batch), out.global_mu.detach())
+    torch.testing.assert_close(encoder.embed(batch), encoder.embed(batch), atol=0, rtol=0)
+
+
+def test_pair_chunking_does_not_change_results(batch):
+    small = untrained_encoder(ModelConfig(max_pairs=97))
+    large = untrained_encoder(ModelConfig(max_pairs=10**7))
+    torch.testing.assert_close(small.embed(batch), large.embed(batch), atol=1e-5, rtol=1e-5)
+
+
+def test_global_gradient_never_reaches_local_encoder(batch):
+    encoder = untrained_encoder()
+    encoder(batch).global_mu.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in encoder.local.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.global_.parameters())
+
+
+def test_config_round_trip(tmp_path):
+    config = ModelConfig(global_dim=64, encoding=EncodingConfig(max_atoms=80, oxidation="guess"))
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.as_dict()))) == config
+    config.to_json_file(tmp_path / "c.json")
+    assert ModelConfig.from_json_file(tmp_path / "c.json") == config
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({**config.as_dict(), "heads": 4})
+    with pytest.raises(ValueError, match="oxidation"):
+        EncodingConfig(oxidation="bond-valence")
+
+
+def test_save_load_round_trip(tmp_path, batch):
+    encoder = untrained_encoder(seed=7)
+    save_pretrained(encoder, tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors"}
+    loaded = load_pretrained(tmp_path)
+    assert loaded.config == encoder.config
+    torch.testing.assert_close(loaded.embed(batch), encoder.embed(batch), atol=0, rtol=0)
+
+
+def _rewrite(tmp_path, mutate):
+    from safetensors.torch import load_file, save_file
+
+    save_pretrained(untrained_encoder(), tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    mutate(state)
+    save_file(state, str(tmp_path / "model.safetensors"))
+
+
+def test_strict_loading_missing_tensor(tmp_path):
+    _rewrite(tmp_path, lambda s: s.pop("global_.mu.weight"))
+    with pytest.raises(WeightsError, match="global_.mu.weight"):
+        load_pretrained(tmp_path)
+
+
+def test_strict_loading_extra_tensor(tmp_path):
+    _rewrite(tmp_path, lambda s: s.__setitem__("decoder.weight", torch.zeros(3)))
+    with pytest.raises(WeightsError, match="decoder.weight"):
+        load_pretrained(tmp_path)
+
+
+def test_strict_loading_wrong_shape(tmp_path):
+    save_pretrained(untrained_encoder(), tmp_path)
+    config = replace(SiteNetEncoder().config, global_dim=64)
+    config.to_json_file(tmp_path / "config.json")
+    with pytest.raises(WeightsError, match="do not match"):
+        load_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "pickle"])
+def test_corrupt_weights_file_is_named(tmp_path, damage):
+    save_pretrained(untrained_encoder(), tmp_path)
+    path = tmp_path / "model.safetensors"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 64)
+    else:  # a torch pickle under the safetensors name is refused, never unpickled
+        torch.save(untrained_encoder().state_dict(), path)
+    with pytest.raises(WeightsError, match="model.safetensors"):
+        load_pretrained(tmp_path)
+
+
+def test_missing_files_are_named(tmp_path):
+    with pytest.raises(WeightsError, match="config.json"):
+        load_pretrained(tmp_path)
