@@ -7,8 +7,13 @@ each primitive (unique) site to every supercell atom.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -305,3 +310,33 @@ def encode_structure(structure: Any, config: EncodingConfig | None = None) -> En
         image_of=cell.image_of,
         repeats=cell.repeats,
     )
+
+
+def _encode_safe(entry: Any, config: EncodingConfig) -> tuple[EncodedCrystal | None, Exception | None]:
+    """Encode one entry, returning the error instead of raising (safe across processes)."""
+    try:
+        return encode_structure(entry, config), None
+    except Exception as e:  # noqa: BLE001 - every failure is reported per entry
+        return None, e
+
+
+def encode_many(
+    entries: Sequence[Any], config: EncodingConfig, n_jobs: int | None = 1
+) -> Iterator[tuple[EncodedCrystal | None, Exception | None]]:
+    """Encode entries in order, yielding ``(encoded, None)`` or ``(None, error)`` for each.
+
+    Args:
+        entries: structures (anything else yields its error).
+        config: encoding options.
+        n_jobs: processes; ``-1`` or None means all cores. Workers are spawned,
+            and this module never imports torch, so they cannot deadlock torch
+            or touch a CUDA context.
+    """
+    n_jobs = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
+    if n_jobs <= 1 or len(entries) < 2 * n_jobs:
+        yield from (_encode_safe(x, config) for x in entries)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+        chunksize = max(1, min(64, len(entries) // (4 * n_jobs)))
+        yield from pool.map(_encode_safe, entries, repeat(config), chunksize=chunksize)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import replace
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -17,21 +14,12 @@ from matminer.featurizers.base import BaseFeaturizer
 from tqdm.auto import tqdm
 
 from dim_featurizer.batching import collate, plan_batches
-from dim_featurizer.config import EncodingConfig
-from dim_featurizer.encoding import EncodedCrystal, describe, encode_structure
+from dim_featurizer.encoding import EncodedCrystal, describe, encode_many
 from dim_featurizer.errors import FeaturizationError
 from dim_featurizer.weights import load_weights
 
 # Entries encoded before their vectors are computed: bounds memory on huge inputs.
 _CHUNK = 2048
-
-
-def _encode_safe(entry: Any, config: EncodingConfig) -> tuple[EncodedCrystal | None, BaseException | None]:
-    """Encode one entry, returning the error instead of raising (safe across processes)."""
-    try:
-        return encode_structure(entry, config), None
-    except Exception as e:  # noqa: BLE001 - every failure is reported per entry
-        return None, e
 
 
 def _named(error: BaseException, index: int, entry: Any) -> BaseException:
@@ -239,26 +227,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         # matminer passes one-argument tuples; unwrap them.
         return [x[0] if isinstance(x, (tuple, list, np.ndarray)) and len(x) == 1 else x for x in items]
 
-    def _encode(self, items: list[Any], progress: tqdm) -> Iterator[tuple[EncodedCrystal | None, BaseException | None]]:
-        n_jobs = os.cpu_count() if self.n_jobs in (None, -1) else int(self.n_jobs)
-        if n_jobs <= 1 or len(items) < 2 * n_jobs:
-            results = (_encode_safe(x, self.encoding_) for x in items)
-            for result in results:
-                progress.update(1)
-                yield result
-            return
-        # spawn: workers never inherit torch's threads or a CUDA context.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
-            chunksize = max(1, min(64, len(items) // (4 * n_jobs)))
-            for result in pool.map(_encode_safe, items, repeat(self.encoding_), chunksize=chunksize):
-                progress.update(1)
-                yield result
-
     def _featurize_chunk(
         self, items: list[Any], progress: tqdm
     ) -> tuple[list[np.ndarray | None], list[BaseException | None]]:
-        encoded, errors = map(list, zip(*self._encode(items, progress)))
+        encoded, errors = [], []
+        for crystal, error in encode_many(items, self.encoding_, self.n_jobs):
+            encoded.append(crystal)
+            errors.append(error)
+            progress.update(1)
         vectors: list[np.ndarray | None] = [None] * len(items)
         good = [i for i, e in enumerate(encoded) if e is not None]
         batches = plan_batches(

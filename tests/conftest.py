@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path:
-    """The shared real-data folder (``DIM_DATA_DIR`` or ``../shared/data``)."""
-    return Path(os.environ.get("DIM_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +24,9 @@ def real_structures():
     """60 real crystals from Matbench phonons (the small shared file), fixed rows."""
     from pymatgen.core import Structure
 
-    path = data_dir() / "matbench_phonons.json.gz"
+    from dim_featurizer.frames import default_data_dir
+
+    path = default_data_dir() / "matbench_phonons.json.gz"
     if not path.is_file():
         pytest.fail(f"real data missing: {path} (set DIM_DATA_DIR)")
     with gzip.open(path, "rt") as f:

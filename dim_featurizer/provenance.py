@@ -1,0 +1,42 @@
+"""Describe the machine a benchmark or training run used, for committed results and model cards."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else ``platform.processor()``."""
+    path = Path("/proc/cpuinfo")
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> dict[str, str | int]:
+    """CPU, cores, GPU (when present) and library versions."""
+    import torch
+
+    info: dict[str, str | int] = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count() or 0,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def hardware() -> str:
+    """One line: the GPU when present, else the CPU and its core count."""
+    info = machine()
+    if "gpu" in info:
+        return f"{info['gpu']} (CUDA)"
+    return f"{info['cpu']}, {info['cores']} cores (CPU only)"

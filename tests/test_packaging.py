@@ -1,0 +1,61 @@
+"""A normal (non-editable) wheel install carries the bundled weights, examples and train subpackage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+
+import pytest
+from conftest import ROOT
+
+CHECK = """
+import json, sys
+from pathlib import Path
+import dim_featurizer
+from dim_featurizer import DeepInfoMaxFeaturizer, example_structures
+from dim_featurizer.weights import bundled_names, bundled_root, default_weights, load_weights
+import dim_featurizer.train
+venv = Path(sys.prefix)
+for module in (dim_featurizer, dim_featurizer.train):
+    assert venv in Path(module.__file__).resolve().parents, module.__file__
+assert venv in bundled_root().resolve().parents, bundled_root()
+structures = list(example_structures().values())
+assert len(structures) == 8
+for name in bundled_names():
+    model, info = load_weights(name)
+    assert info.source == "bundled", info
+rows = DeepInfoMaxFeaturizer(pbar=False).featurize_many(structures, pbar=False)
+print(json.dumps({"default": default_weights(), "bundled": bundled_names(), "n": len(rows)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return next(out.glob("dim_featurizer-*.whl"))
+
+
+def test_wheel_contents(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "dim_featurizer/bundled_weights/manifest.json" in names
+    assert "dim_featurizer/train/__init__.py" in names
+    assert sum(n.startswith("dim_featurizer/examples/") and n.endswith(".cif") for n in names) == 8
+    assert not any(n.startswith(("train/", "weights/", "tests/")) for n in names)  # no clashing top-level names
+
+
+def test_bundled_weights_load_from_an_installed_wheel(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    run = subprocess.run([str(python), "-c", CHECK], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert '"n": 8' in run.stdout

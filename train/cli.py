@@ -1,0 +1,105 @@
+"""``dim-train``: pretrain (fit), export a run into weights/, plot, publish to the Hub."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from dim_featurizer.config import EncodingConfig
+
+from .loop import TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's parser."""
+    p = argparse.ArgumentParser(prog="dim-train", description="Deep InfoMax pretraining for dim_featurizer.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="pretrain an encoder (resumable)")
+    fit.add_argument("data", help="JSON frame, or folder/zip/tar of <id>.cif files (with --ids-csv)")
+    fit.add_argument("--run-dir", required=True)
+    fit.add_argument("--split", help="split file; only --subset ids are read")
+    fit.add_argument("--subset", default="train")
+    fit.add_argument("--ids-csv", help="CSV whose first column lists the CIF ids")
+    fit.add_argument("--cache-dir", default=".cache/dim-encodings")
+    fit.add_argument("--limit", type=int, help="use only the first N ids")
+    fit.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    fit.add_argument("--max-steps", type=int, help="stop after N steps (checkpointed, resumable)")
+    fit.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
+    fit.add_argument("--device", default="auto")
+    fit.add_argument("--max-atoms", type=int, default=EncodingConfig.max_atoms)
+    fit.add_argument("--only-other", action="store_true", help="ablation: only 'other' false samples (Fig. 11)")
+    fit.add_argument("--no-progress", action="store_true")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in ("model", "only_other", "amp"):
+            continue
+        fit.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name)
+        )
+    fit.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+
+    export = sub.add_parser("export", help="write a run's best encoder into a weights folder, with a model card")
+    export.add_argument("run_dir")
+    export.add_argument("--name", required=True)
+    export.add_argument("--out", default="weights")
+    export.add_argument("--default", action="store_true", help="make it the package default")
+
+    plot = sub.add_parser("plot", help="draw a run's loss curves")
+    plot.add_argument("run_dir")
+
+    publish = sub.add_parser("publish", help="upload an exported folder to the Hugging Face Hub")
+    publish.add_argument("folder")
+    publish.add_argument("--repo-id", required=True)
+    publish.add_argument("--private", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "fit":
+        from .run import pretrain
+
+        values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
+        config = TrainConfig(**values, amp=not args.no_amp)
+        trainer = pretrain(
+            args.data,
+            args.run_dir,
+            config=config,
+            encoding=EncodingConfig(max_atoms=args.max_atoms),
+            split=args.split,
+            subset=args.subset,
+            ids_csv=args.ids_csv,
+            cache_dir=args.cache_dir,
+            limit=args.limit,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            n_jobs=args.n_jobs,
+            device=args.device,
+            pbar=not args.no_progress,
+        )
+        state = trainer.state
+        print(
+            f"dim-train: {state['epoch']} epochs done; best validation loss {state['best_val']:.4f} "
+            f"at epoch {state['best_epoch'] + 1}; run folder {args.run_dir}"
+        )
+    elif args.command == "export":
+        from .export import export_run
+
+        print(f"dim-train: exported {export_run(args.run_dir, args.out, args.name, default=args.default)}")
+    elif args.command == "plot":
+        from .plot import plot_curves
+
+        print(f"dim-train: wrote {plot_curves(Path(args.run_dir) / 'log.csv', Path(args.run_dir) / 'loss_curves.png')}")
+    elif args.command == "publish":
+        from .export import publish
+
+        commit = publish(args.folder, args.repo_id, private=args.private)
+        print(f"dim-train: uploaded; pin it with revision={commit!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,314 @@
+"""The pretraining loop: seeded, resumable, checkpointed, optionally distributed.
+
+Every random draw of step s in epoch e comes from ``SeedSequence([seed, e, s, rank])``,
+so a run resumed from any checkpoint repeats the uninterrupted run exactly.
+No label is read: the kept checkpoint is the one with the lowest
+self-supervised validation loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from dim_featurizer.batching import plan_batches
+from dim_featurizer.config import ModelConfig
+from dim_featurizer.model import SiteNetEncoder
+from dim_featurizer.weights import save_pretrained
+
+from .cache import EncodedDataset
+from .objective import DeepInfoMax, Losses
+from .samples import SizeIndex, make_sample
+
+LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "total")
+_VAL_STREAM = 1_000_003  # seed-sequence key of validation draws, apart from any epoch number
+
+
+@dataclass
+class TrainConfig:
+    """Pretraining hyper-parameters (none chosen by looking at a label).
+
+    Attributes:
+        epochs: most epochs.
+        lr: AdamW learning rate (the paper's 8.12e-4).
+        weight_decay: AdamW weight decay.
+        batch_sites: unique sites per batch (the paper's 1,200).
+        val_fraction: share of the training ids held out for validation.
+        seed: seeds the split, the order, every false sample and the noise.
+        alpha, beta: JS and KL weights (1, 0.1).
+        only_other: the Fig. 11 ablation: only "other" false samples.
+        patience: stop after this many epochs without a validation gain of ``min_delta``.
+        min_delta: the smallest validation-loss fall that counts as a gain.
+        checkpoint_every: steps between checkpoints within an epoch.
+        grad_clip: gradient-norm clip.
+        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        model: the encoder's ModelConfig as a dict (standardisation is filled from the data).
+    """
+
+    epochs: int = 40
+    lr: float = 8.12e-4
+    weight_decay: float = 0.01
+    batch_sites: int = 1200
+    val_fraction: float = 0.05
+    seed: int = 0
+    alpha: float = 1.0
+    beta: float = 0.1
+    only_other: bool = False
+    patience: int = 4
+    min_delta: float = 1e-3
+    checkpoint_every: int = 50
+    grad_clip: float = 5.0
+    amp: bool = True
+    model: dict = field(default_factory=dict)
+
+
+def step_rng(seed: int, epoch: int, step: int, rank: int = 0) -> np.random.Generator:
+    """The generator of one step's draws."""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch, step, rank]))
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) index arrays over ``n`` crystals."""
+    order = np.random.default_rng(np.random.SeedSequence([seed, _VAL_STREAM])).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def epoch_batches(n_sites: np.ndarray, indices: np.ndarray, budget: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Shuffle ``indices`` for ``epoch`` and cut them into site-budget batches of at least two crystals."""
+    order = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(indices)
+    batches = [order[b] for b in plan_batches(n_sites[order].tolist(), budget)]
+    if len(batches) > 1 and len(batches[-1]) < 2:  # a lone crystal has no "other" to contrast with
+        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+    return batches
+
+
+def standardisation(dataset: EncodedDataset, indices: np.ndarray) -> dict[str, Any]:
+    """Site-feature and distance mean/std over the training crystals (constant columns get std 1)."""
+    sites = np.concatenate([dataset.crystal(int(i)).site_features for i in indices])
+    distances = np.concatenate([dataset.crystal(int(i)).distances.ravel() for i in indices])
+    std = sites.std(axis=0)
+    return {
+        "feature_mean": sites.mean(axis=0).tolist(),
+        "feature_std": np.where(std > 1e-6, std, 1.0).tolist(),
+        "distance_mean": float(distances.mean()),
+        "distance_std": float(distances.std()),
+    }
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_log(history: list[dict], path: Path) -> None:
+    if not history:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Pretrains a :class:`DeepInfoMax` model on an :class:`EncodedDataset`.
+
+    Args:
+        dataset: encoded training crystals (validation is carved from them).
+        run_dir: where checkpoints, the log, the curves and the best model go.
+        config: hyper-parameters.
+        encoding: the EncodingConfig the dataset was encoded with (recorded in the model).
+        device: torch device; "auto" picks CUDA when present.
+    """
+
+    def __init__(self, dataset: EncodedDataset, run_dir: str | Path, config: TrainConfig, encoding, device="auto"):
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if str(device) == "auto":
+            device = f"cuda:{self.rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.train_idx, self.val_idx = split_validation(len(dataset), config.val_fraction, config.seed)
+        self.sizes = SizeIndex(dataset.n_sites)
+        sites = dataset.site_features
+        if not np.any(sites[:, 8]):
+            # The training structures carry no oxidation states: record that the model ignores them.
+            encoding = replace(encoding, oxidation="zero")
+        model_config = ModelConfig.from_dict(
+            {**config.model, **standardisation(dataset, self.train_idx), "encoding": encoding.as_dict()}
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.model = DeepInfoMax(SiteNetEncoder(model_config), config.alpha, config.beta, config.only_other)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.wrapped = self.model
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.model, device_ids=ids)
+        self.state = {"epoch": 0, "step": 0, "sums": {}, "history": [], "best_val": math.inf, "best_epoch": -1}
+        self._stop = False
+
+    # -- persistence ---------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        """Write model, optimiser and loop state atomically (rank 0 only)."""
+        if self.rank != 0:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": json.dumps(self.state),
+                "config": json.dumps(asdict(self.config)),
+            },
+            self.checkpoint_path,
+        )
+
+    def load_checkpoint(self) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` (tensors only, no arbitrary pickle)."""
+        blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        saved = json.loads(blob["config"])
+        if saved != asdict(self.config):
+            changed = sorted(k for k in saved if saved[k] != asdict(self.config).get(k))
+            raise ValueError(f"{self.checkpoint_path} was written with other settings: {changed}")
+        self.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.state = json.loads(blob["state"])
+
+    # -- one step --------------------------------------------------------------
+    def _losses(self, module, indices: np.ndarray, rng: np.random.Generator) -> Losses:
+        sample = make_sample(self.dataset, self.sizes, indices, rng).to(self.device)
+        generator = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
+        use_amp = self.config.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            return module(sample, generator)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation losses, with the same false samples and noise every epoch."""
+        self.model.eval()
+        n_sites = self.dataset.n_sites
+        batches = epoch_batches(n_sites, self.val_idx, self.config.batch_sites, self.config.seed, _VAL_STREAM)
+        sums = dict.fromkeys(LOSS_NAMES, 0.0)
+        for i, batch in enumerate(batches):
+            losses = self._losses(self.model, batch, step_rng(self.config.seed, _VAL_STREAM, i)).as_floats()
+            for k in LOSS_NAMES:
+                sums[k] += losses[k] * len(batch)
+        self.model.train()
+        return {k: v / len(self.val_idx) for k, v in sums.items()}
+
+    def _all_reduce(self, sums: dict[str, float]) -> dict[str, float]:
+        if not self.distributed:
+            return sums
+        keys = sorted(sums)
+        t = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return dict(zip(keys, t.tolist()))
+
+    # -- the loop -------------------------------------------------------------------
+    def fit(self, resume: bool = False, max_steps: int | None = None, pbar: bool = True) -> dict:
+        """Train until ``epochs`` or a validation plateau.
+
+        Args:
+            resume: continue from ``run_dir/checkpoint.pt``.
+            max_steps: stop (with a checkpoint) after this many steps in this
+                call, as a kill would; for tests and time-boxed runs.
+            pbar: show a progress bar.
+
+        Returns:
+            The loop state: history (one row per epoch), best epoch and loss.
+        """
+        if resume and self.checkpoint_path.is_file():
+            self.load_checkpoint()
+        cfg = self.config
+        previous = (
+            {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if self.rank == 0 else {}
+        )
+        steps_done = 0
+        try:
+            while self.state["epoch"] < cfg.epochs and not self._plateaued():
+                epoch = self.state["epoch"]
+                batches = epoch_batches(self.dataset.n_sites, self.train_idx, cfg.batch_sites, cfg.seed, epoch)
+                per_rank = len(batches) // self.world
+                mine = batches[self.rank :: self.world][:per_rank]
+                started = time.perf_counter() - self.state["sums"].get("seconds", 0.0)
+                bar = tqdm(
+                    total=per_rank, initial=self.state["step"], desc=f"epoch {epoch}", disable=not pbar or self.rank
+                )
+                for step in range(self.state["step"], per_rank):
+                    losses = self._losses(self.wrapped, mine[step], step_rng(cfg.seed, epoch, step, self.rank))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    losses.total.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self.optimizer.step()
+                    sums = self.state["sums"]
+                    for k, v in losses.as_floats().items():
+                        sums[k] = sums.get(k, 0.0) + v * len(mine[step])
+                    sums["crystals"] = sums.get("crystals", 0) + len(mine[step])
+                    sums["seconds"] = time.perf_counter() - started
+                    self.state["step"] = step + 1
+                    steps_done += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses.as_floats()['total']:.4f}")
+                    if self.state["step"] % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if self._stop or (max_steps is not None and steps_done >= max_steps):
+                        self.save_checkpoint()
+                        bar.close()
+                        return self.state
+                bar.close()
+                self._end_epoch(epoch)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return self.state
+
+    def _plateaued(self) -> bool:
+        return self.state["epoch"] - 1 - self.state["best_epoch"] >= self.config.patience
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop = True  # finish the step, checkpoint, return
+
+    def _end_epoch(self, epoch: int) -> None:
+        sums = self._all_reduce(self.state["sums"])
+        seconds = self.state["sums"]["seconds"]
+        train = {k: sums[k] / sums["crystals"] for k in LOSS_NAMES}
+        val = self.evaluate()
+        row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "crystals_per_s": round(sums["crystals"] / seconds, 2)}
+        row |= {f"train_{k}": round(v, 6) for k, v in train.items()}
+        row |= {f"val_{k}": round(v, 6) for k, v in val.items()}
+        self.state["history"].append(row)
+        if val["total"] < self.state["best_val"] - self.config.min_delta:
+            self.state["best_val"], self.state["best_epoch"] = val["total"], epoch
+            if self.rank == 0:
+                save_pretrained(self.model.encoder, self.run_dir / "best")
+                (self.run_dir / "best" / "training.json").write_text(json.dumps(row, indent=2))
+        self.state.update(epoch=epoch + 1, step=0, sums={})
+        if self.rank == 0:
+            _write_log(self.state["history"], self.run_dir / "log.csv")
+            self.save_checkpoint()

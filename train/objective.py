@@ -1,0 +1,152 @@
+"""Deep InfoMax objectives: score networks, Jensen-Shannon and KL losses (METHOD.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dim_featurizer.model import SiteNetEncoder
+
+from .samples import TrainingSample
+
+SCORE_DIM = 128
+
+
+class ScoreNet(nn.Module):
+    """Linear → Mish → Linear into the shared 128-d score space."""
+
+    def __init__(self, n_in: int, hidden: int = SCORE_DIM, n_out: int = SCORE_DIM) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(n_in, hidden)
+        self.out = nn.Linear(hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.mish(self.hidden(x)))
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)), mean over dimensions and rows."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).mean()
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """z = μ + σ·ε with ε ~ N(0, I) drawn from ``generator``."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + (0.5 * logvar).exp() * eps
+
+
+def _scatter_mean(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    total = values.new_zeros(n).index_add_(0, index, values)
+    return total / torch.bincount(index, minlength=n).clamp_min(1).to(values.dtype)
+
+
+@dataclass
+class Losses:
+    """Scalar losses of one step; ``total`` is what is minimised."""
+
+    local_js: torch.Tensor
+    local_kl: torch.Tensor
+    global_js: torch.Tensor
+    global_kl: torch.Tensor
+    total: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in self.__dict__.items()}
+
+
+class DeepInfoMax(nn.Module):
+    """The encoder plus the four score networks; ``forward`` returns the step's losses.
+
+    Args:
+        encoder: the Site-Net encoder being pretrained.
+        alpha, beta: weights of the JS and KL terms (1 and 0.1).
+        only_other: use only the "other environment" / "other crystal"
+            false samples (the paper's Fig. 11 ablation).
+    """
+
+    def __init__(self, encoder: SiteNetEncoder, alpha: float = 1.0, beta: float = 0.1, only_other: bool = False):
+        super().__init__()
+        config = encoder.config
+        self.encoder = encoder
+        self.alpha, self.beta, self.only_other = alpha, beta, only_other
+        self.local_rep = ScoreNet(config.local_dim)
+        self.local_sample = ScoreNet(config.n_site_features + 1)
+        self.global_rep = ScoreNet(config.global_dim)
+        self.global_sample = ScoreNet(config.local_dim)
+
+    # -- local ---------------------------------------------------------------
+    def _pair_scores(self, q: torch.Tensor, offset: torch.Tensor, sites: torch.Tensor, index, distance) -> torch.Tensor:
+        """T for pairs (site features of ``index``, ``distance``) against each row's representation.
+
+        Uses T = r·(W₂ g + b₂) = (W₂ᵀ r)·g + r·b₂, so no pair goes through the 128×128 layer.
+        """
+        w = self.local_sample.hidden.weight
+        lo = self.encoder.local
+        d = (distance - lo.distance_mean) / lo.distance_std
+        g = F.mish(sites[index] + d.unsqueeze(-1) * w[:, -1] + self.local_sample.hidden.bias)
+        return torch.einsum("nh,nmh->nm", q, g) + offset.unsqueeze(1)
+
+    def local_loss(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator) -> torch.Tensor:
+        """Local JS over every real (site, neighbour) pair."""
+        batch = sample.real
+        rep = self.local_rep(reparameterise(mu, logvar, generator))
+        q = rep @ self.local_sample.out.weight
+        offset = rep @ self.local_sample.out.bias
+        lo = self.encoder.local
+        standard = (batch.site_features - lo.feature_mean) / lo.feature_std
+        sites = F.linear(standard, self.local_sample.hidden.weight[:, :-1])
+        rows = sample.donor_row.unsqueeze(1)
+        donor_index = batch.neighbor_index[rows, sample.donor_col]
+        donor_distance = batch.distances[rows, sample.donor_col]
+        true = self._pair_scores(q, offset, sites, batch.neighbor_index, batch.distances)
+        false = [self._pair_scores(q, offset, sites, donor_index, donor_distance)]  # other environment
+        if not self.only_other:
+            false.append(self._pair_scores(q, offset, sites, batch.neighbor_index, donor_distance))  # geometry
+            false.append(self._pair_scores(q, offset, sites, donor_index, batch.distances))  # composition
+        per_pair = F.softplus(-true) + torch.stack([F.softplus(t) for t in false]).mean(0)
+        return per_pair[batch.mask].mean()
+
+    # -- global --------------------------------------------------------------
+    @torch.no_grad()
+    def _frozen_environments(self, batch) -> torch.Tensor:
+        return self.encoder.local(batch)[0]
+
+    def global_loss(
+        self, sample: TrainingSample, local_mu: torch.Tensor, generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global JS over each crystal's environments, and the global KL."""
+        real = sample.real
+        mu, logvar = self.encoder.global_(local_mu, real.crystal_index, real.n_crystals)
+        rep = self.global_rep(reparameterise(mu, logvar, generator))
+        n = real.n_crystals
+        environments = local_mu.detach()
+        true = (rep[real.crystal_index] * self.global_sample(environments)).sum(-1)
+        true_term = _scatter_mean(F.softplus(-true), real.crystal_index, n)
+        # "Other crystal": crystal c scores the environments of other_crystal[c].
+        owner = torch.empty_like(sample.other_crystal)
+        owner[sample.other_crystal] = torch.arange(n, device=owner.device)
+        row_owner = owner[real.crystal_index]
+        other = (rep[row_owner] * self.global_sample(environments)).sum(-1)
+        false_terms = [_scatter_mean(F.softplus(other), row_owner, n)]
+        weights = [torch.ones(n, device=rep.device)]
+        if not self.only_other:
+            for kind, valid in zip((sample.polymorph, sample.composition, sample.permutation), sample.valid):
+                fake = self.global_sample(self._frozen_environments(kind))
+                score = (rep[kind.crystal_index] * fake).sum(-1)
+                false_terms.append(_scatter_mean(F.softplus(score), kind.crystal_index, n))
+                weights.append(valid.to(rep.dtype))
+        weights = torch.stack(weights)
+        false_term = (torch.stack(false_terms) * weights).sum(0) / weights.sum(0)
+        return (true_term + false_term).mean(), gaussian_kl(mu, logvar)
+
+    def forward(self, sample: TrainingSample, generator: torch.Generator | None = None) -> Losses:
+        """All losses for one step: α·JS + β·KL at each level, summed."""
+        local_mu, local_logvar = self.encoder.local(sample.real)
+        local_js = self.local_loss(sample, local_mu, local_logvar, generator)
+        local_kl = gaussian_kl(local_mu, local_logvar)
+        global_js, global_kl = self.global_loss(sample, local_mu, generator)
+        total = self.alpha * (local_js + global_js) + self.beta * (local_kl + global_kl)
+        return Losses(local_js, local_kl, global_js, global_kl, total)

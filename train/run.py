@@ -1,0 +1,125 @@
+"""``pretrain``: data → encoding cache → Trainer → run folder, as one Python call."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import torch.distributed as dist
+
+from dim_featurizer.config import EncodingConfig
+from dim_featurizer.provenance import hardware
+
+from .cache import cached_dataset
+from .data import load_structures
+from .export import git_commit
+from .loop import TrainConfig, Trainer
+
+
+def _init_distributed() -> None:
+    """Join the torchrun process group when launched by torchrun with more than one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        import torch
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def _reason_summary(excluded: dict[str, str]) -> str:
+    kinds = Counter(
+        reason.split(":", 1)[0] if "max_atoms" not in reason else "primitive cell over max_atoms"
+        for reason in excluded.values()
+    )
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "none"
+
+
+def pretrain(
+    source: str | Path | pd.DataFrame | pd.Series,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    encoding: EncodingConfig | None = None,
+    split: str | Path | None = None,
+    subset: str = "train",
+    ids_csv: str | Path | None = None,
+    cache_dir: str | Path = ".cache/dim-encodings",
+    limit: int | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    n_jobs: int = 1,
+    device: str = "auto",
+    pbar: bool = True,
+) -> Trainer:
+    """Pretrain an encoder with Deep InfoMax and leave everything in ``run_dir``.
+
+    Args:
+        source: JSON frame file, CIF folder/zip/tar (with ``ids_csv``), or a DataFrame/Series of Structures.
+        run_dir: output folder: checkpoint.pt, log.csv, best/, run.json, excluded.json, loss_curves.png.
+        config: training hyper-parameters.
+        encoding: encoding options (max_atoms, ...).
+        split: split file; only ``subset`` ids are read (test ids never).
+        limit: keep only the first ``limit`` ids (quick runs).
+        resume: continue from run_dir's checkpoint.
+        max_steps: stop after this many steps (with a checkpoint).
+        n_jobs: encoding processes.
+        device: torch device or "auto".
+
+    Returns:
+        The :class:`Trainer`, its state holding the per-epoch history.
+    """
+    _init_distributed()
+    config = config or TrainConfig()
+    encoding = encoding or EncodingConfig()
+    run_dir = Path(run_dir)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    structures = load_structures(source, split=split, subset=subset, ids_csv=ids_csv)
+    if limit is not None:
+        structures = structures.iloc[:limit]
+    if rank == 0:
+        dataset, cache = cached_dataset(structures, encoding, cache_dir, n_jobs=n_jobs, pbar=pbar)
+    if dist.is_initialized():
+        dist.barrier()
+    if rank != 0:
+        dataset, cache = cached_dataset(structures, encoding, cache_dir, n_jobs=n_jobs, pbar=False)
+    trainer = Trainer(dataset, run_dir, config, encoding, device=device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {
+        "data": {
+            "name": Path(str(source)).name.split(".")[0]
+            if not isinstance(source, (pd.DataFrame, pd.Series))
+            else "dataframe",
+            "source": str(source) if not isinstance(source, (pd.DataFrame, pd.Series)) else "in-memory DataFrame",
+            "split": str(split) if split else "none",
+            "subset": subset if split else "all",
+            "offered": len(structures),
+            "excluded": len(dataset.excluded),
+            "excluded_reasons": _reason_summary(dataset.excluded),
+            "used": len(dataset),
+            "train": len(trainer.train_idx),
+            "validation": len(trainer.val_idx),
+            "cache": str(cache),
+        },
+        "train_config": asdict(config),
+        "commit": git_commit(Path(__file__).resolve().parent),
+        "hardware": hardware() + (f" x{dist.get_world_size()} processes" if dist.is_initialized() else ""),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if rank == 0:
+        (run_dir / "excluded.json").write_text(json.dumps(dataset.excluded, indent=1))
+    trainer.fit(resume=resume, max_steps=max_steps, pbar=pbar)
+    state = trainer.state
+    finished = state["epoch"] >= config.epochs
+    info["stop_reason"] = (
+        "validation loss plateau" if trainer._plateaued() else "epoch limit" if finished else "interrupted; resumable"
+    )
+    info["epochs_done"] = state["epoch"]
+    if rank == 0:
+        (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+        if state["history"]:
+            from .plot import plot_curves
+
+            plot_curves(run_dir / "log.csv", run_dir / "loss_curves.png")
+    return trainer

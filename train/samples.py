@@ -1,0 +1,158 @@
+"""False samples for Deep InfoMax (METHOD.md §3), built per crystal, never by rolling the batch.
+
+Every crystal gets its own donors and its own species permutation, drawn from
+a numpy ``Generator`` the caller seeds, and every index or mask produced here
+belongs to the row it is stored in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dim_featurizer.batching import Batch, collate
+from dim_featurizer.encoding import EncodedCrystal
+
+from .cache import EncodedDataset
+
+
+@dataclass
+class TrainingSample:
+    """One step's real batch and its false samples.
+
+    Attributes:
+        real: the crystals themselves.
+        polymorph: crystal c's own species on another crystal's geometry (same order as ``real``).
+        composition: crystal c's own geometry with another crystal's species.
+        permutation: crystal c's own geometry and species, species permuted among its sites.
+        valid: (3, C) bool, whether each of the three is really different from crystal c.
+        other_crystal: (C,) the crystal (in ``real``) whose environments are c's "other crystal" samples;
+            never c itself.
+        donor_row: (N,) for each real row, a row of another crystal (local "other environment" donor).
+        donor_col: (N, M) for each real pair, a valid column of ``donor_row``.
+    """
+
+    real: Batch
+    polymorph: Batch
+    composition: Batch
+    permutation: Batch
+    valid: torch.Tensor
+    other_crystal: torch.Tensor
+    donor_row: torch.Tensor
+    donor_col: torch.Tensor
+
+    def to(self, device: torch.device | str) -> TrainingSample:
+        """Return a copy on ``device``."""
+        return TrainingSample(
+            *(v.to(device) for v in (self.real, self.polymorph, self.composition, self.permutation)),
+            *(v.to(device) for v in (self.valid, self.other_crystal, self.donor_row, self.donor_col)),
+        )
+
+
+def _species(crystal: EncodedCrystal) -> np.ndarray:
+    """(n, 2) atomic number and oxidation state per site: what defines a species."""
+    return crystal.site_features[:, [0, 8]]
+
+
+def _same_multiset(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when the two (n, 2) species lists hold the same rows, in any order."""
+    return a.shape == b.shape and np.array_equal(a[np.lexsort(a.T)], b[np.lexsort(b.T)])
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random map i → other[i] that is a permutation with no fixed point (n ≥ 2)."""
+    if n < 2:
+        raise ValueError("false samples need at least two crystals in a batch")
+    order = rng.permutation(n)
+    other = np.empty(n, dtype=np.int64)
+    other[order] = np.roll(order, -1)
+    return other
+
+
+class SizeIndex:
+    """Dataset indices grouped by unique-site count, to draw donors of the same size."""
+
+    def __init__(self, n_sites: np.ndarray) -> None:
+        self.n_sites = np.asarray(n_sites)
+        self.sizes = np.unique(self.n_sites)
+        self.groups = {int(s): np.flatnonzero(self.n_sites == s) for s in self.sizes}
+
+    def donor(self, index: int, rng: np.random.Generator) -> int:
+        """A random crystal other than ``index`` with the same site count (the nearest count if none)."""
+        size = int(self.n_sites[index])
+        group = self.groups[size]
+        if len(group) < 2:
+            others = self.sizes[self.sizes != size]
+            if len(others) == 0:
+                raise ValueError("the dataset needs at least two crystals")
+            group = self.groups[int(others[np.argmin(np.abs(others - size))])]
+        pick = int(group[rng.integers(len(group) - 1)])
+        return int(group[-1]) if pick == index else pick
+
+
+def false_polymorph(own: EncodedCrystal, donor: EncodedCrystal, rng: np.random.Generator) -> EncodedCrystal:
+    """Own species on the donor's geometry; the composition is kept exactly when sizes match."""
+    n_donor = donor.n_sites
+    order = rng.permutation(own.n_sites)
+    take = order[np.arange(n_donor) % own.n_sites]
+    return EncodedCrystal(own.site_features[take], donor.distances, donor.image_of, donor.repeats)
+
+
+def false_composition(own: EncodedCrystal, donor: EncodedCrystal, rng: np.random.Generator) -> EncodedCrystal:
+    """Own geometry with the donor's species, randomly assigned to the sites."""
+    order = rng.permutation(donor.n_sites)
+    take = order[np.arange(own.n_sites) % donor.n_sites]
+    return EncodedCrystal(donor.site_features[take], own.distances, own.image_of, own.repeats)
+
+
+def false_permutation(own: EncodedCrystal, rng: np.random.Generator) -> EncodedCrystal:
+    """Own geometry and composition, species permuted among the sites."""
+    return EncodedCrystal(own.site_features[rng.permutation(own.n_sites)], own.distances, own.image_of, own.repeats)
+
+
+def make_sample(
+    dataset: EncodedDataset, sizes: SizeIndex, indices: np.ndarray, rng: np.random.Generator
+) -> TrainingSample:
+    """Build the real batch for dataset ``indices`` and every false sample, all from ``rng``."""
+    crystals = dataset.subset(indices)
+    polymorphs, compositions, permutations, valid = [], [], [], []
+    for index, own in zip(indices, crystals):
+        poly = false_polymorph(own, dataset.crystal(sizes.donor(int(index), rng)), rng)
+        donor = dataset.crystal(sizes.donor(int(index), rng))
+        comp = false_composition(own, donor, rng)
+        perm = false_permutation(own, rng)
+        own_species = _species(own)
+        valid.append(
+            [
+                True,  # another geometry (its distance matrix differs) with own species
+                not _same_multiset(_species(comp), own_species),
+                bool(np.any(_species(perm) != own_species)),
+            ]
+        )
+        polymorphs.append(poly)
+        compositions.append(comp)
+        permutations.append(perm)
+    real = collate(crystals)
+    n_sites = np.array([c.n_sites for c in crystals])
+    n_atoms = np.array([c.n_atoms for c in crystals])
+    starts = np.concatenate([[0], np.cumsum(n_sites)[:-1]])
+    other = derangement(len(crystals), rng)
+    # Local donors: for each row, a random row of its crystal's "other" crystal...
+    row_crystal = real.crystal_index.numpy()
+    donor_crystal = other[row_crystal]
+    donor_row = starts[donor_crystal] + (rng.random(len(row_crystal)) * n_sites[donor_crystal]).astype(np.int64)
+    # ...and for each of the row's pairs, a random valid column of that donor row.
+    width = real.distances.shape[1]
+    donor_col = (rng.random((len(row_crystal), width)) * n_atoms[donor_crystal][:, None]).astype(np.int64)
+    return TrainingSample(
+        real=real,
+        polymorph=collate(polymorphs),
+        composition=collate(compositions),
+        permutation=collate(permutations),
+        valid=torch.from_numpy(np.array(valid, dtype=bool).T.copy()),
+        other_crystal=torch.from_numpy(other),
+        donor_row=torch.from_numpy(donor_row),
+        donor_col=torch.from_numpy(donor_col),
+    )
