@@ -23,6 +23,11 @@ def block(n_in: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_out), nn.Mish(), nn.LayerNorm(n_out))
 
 
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for an integer index of any shape; its backward (index_add) is ~2x faster on CPU."""
+    return torch.index_select(table, 0, index.reshape(-1)).view(*index.shape, table.shape[-1])
+
+
 def default_feature_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Mean and std of the element table over supported elements; oxidation state (0, 1).
 
@@ -115,9 +120,9 @@ class LocalEncoder(nn.Module):
             # e_ij depends on d_ij alone: embed each distinct distance once.
             values, inverse = torch.unique(distances[start:stop], return_inverse=True)
             d = (values - self.distance_mean) / self.distance_std
-            x = F.linear(self.distance_embed(d.unsqueeze(-1)), weight[:, 2 * h :])[inverse]
-            x += neighbor[neighbor_index[start:stop]]
-            x += center[rows[start:stop]].unsqueeze(1)
+            x = gather_rows(F.linear(self.distance_embed(d.unsqueeze(-1)), weight[:, 2 * h :]), inverse)
+            x += gather_rows(neighbor, neighbor_index[start:stop])
+            x += gather_rows(center, rows[start:stop]).unsqueeze(1)
             # Mish, then each head's LayerNorm, on the contiguous (R, M, 2, h) tensor at once.
             x = F.layer_norm(F.mish(x).unflatten(-1, (2, h)), (h,)) * norm_weight + norm_bias
             logits = self.attention_out(x[..., 0, :]).squeeze(-1)

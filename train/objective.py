@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dim_featurizer.model import SiteNetEncoder
+from dim_featurizer.model import SiteNetEncoder, gather_rows
 
 from .samples import TrainingSample
 
 SCORE_DIM = 128
+LOCAL_SAMPLE_HIDDEN = 64
 
 
 class ScoreNet(nn.Module):
@@ -73,7 +74,8 @@ class DeepInfoMax(nn.Module):
         self.encoder = encoder
         self.alpha, self.beta, self.only_other = alpha, beta, only_other
         self.local_rep = ScoreNet(config.local_dim)
-        self.local_sample = ScoreNet(config.n_site_features + 1)
+        # Narrow hidden layer: this net runs on every pair four times (true + three false).
+        self.local_sample = ScoreNet(config.n_site_features + 1, hidden=LOCAL_SAMPLE_HIDDEN)
         self.global_rep = ScoreNet(config.global_dim)
         self.global_sample = ScoreNet(config.local_dim)
 
@@ -86,7 +88,7 @@ class DeepInfoMax(nn.Module):
         w = self.local_sample.hidden.weight
         lo = self.encoder.local
         d = (distance - lo.distance_mean) / lo.distance_std
-        g = F.mish(sites[index] + d.unsqueeze(-1) * w[:, -1] + self.local_sample.hidden.bias)
+        g = F.mish(gather_rows(sites, index) + d.unsqueeze(-1) * w[:, -1] + self.local_sample.hidden.bias)
         return torch.einsum("nh,nmh->nm", q, g) + offset.unsqueeze(1)
 
     def local_loss(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator) -> torch.Tensor:
@@ -107,7 +109,9 @@ class DeepInfoMax(nn.Module):
             false.append(self._pair_scores(q, offset, sites, batch.neighbor_index, donor_distance))  # geometry
             false.append(self._pair_scores(q, offset, sites, donor_index, batch.distances))  # composition
         per_pair = F.softplus(-true) + torch.stack([F.softplus(t) for t in false]).mean(0)
-        return per_pair[batch.mask].mean()
+        # A weighted sum, not per_pair[mask]: boolean indexing's backward is not deterministic on CPU threads.
+        mask = batch.mask.to(per_pair.dtype)
+        return (per_pair * mask).sum() / mask.sum()
 
     # -- global --------------------------------------------------------------
     @torch.no_grad()

@@ -83,13 +83,14 @@ class SizeIndex:
         """A random crystal other than ``index`` with the same site count (the nearest count if none)."""
         size = int(self.n_sites[index])
         group = self.groups[size]
-        if len(group) < 2:
-            others = self.sizes[self.sizes != size]
-            if len(others) == 0:
-                raise ValueError("the dataset needs at least two crystals")
-            group = self.groups[int(others[np.argmin(np.abs(others - size))])]
-        pick = int(group[rng.integers(len(group) - 1)])
-        return int(group[-1]) if pick == index else pick
+        if len(group) >= 2:
+            pick = int(group[rng.integers(len(group) - 1)])
+            return int(group[-1]) if pick == index else pick  # uniform over the group without index
+        others = self.sizes[self.sizes != size]
+        if len(others) == 0:
+            raise ValueError("the dataset needs at least two crystals")
+        group = self.groups[int(others[np.argmin(np.abs(others - size))])]
+        return int(group[rng.integers(len(group))])
 
 
 def false_polymorph(own: EncodedCrystal, donor: EncodedCrystal, rng: np.random.Generator) -> EncodedCrystal:

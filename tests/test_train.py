@@ -1,0 +1,245 @@
+"""Pretraining: false-sample invariants, gradient isolation, learning, exact resume, export, inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from dim_featurizer.train.cache import cached_dataset, encode_dataset
+from dim_featurizer.train.data import load_structures
+from dim_featurizer.train.loop import TrainConfig, Trainer, epoch_batches, step_rng
+from dim_featurizer.train.objective import DeepInfoMax
+from dim_featurizer.train.samples import SizeIndex, derangement, make_sample
+
+from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.config import EncodingConfig
+
+SMALL = TrainConfig(epochs=2, batch_sites=60, val_fraction=0.2, checkpoint_every=2, patience=10)
+
+
+@pytest.fixture(scope="module")
+def series(real_structures):
+    return pd.Series(real_structures, index=[f"c{i}" for i in range(len(real_structures))])
+
+
+@pytest.fixture(scope="module")
+def dataset(series):
+    return encode_dataset(series, EncodingConfig(), pbar=False)
+
+
+@pytest.fixture
+def sample(dataset):
+    sizes = SizeIndex(dataset.n_sites)
+    return make_sample(dataset, sizes, np.arange(12), np.random.default_rng(1)), dataset.subset(np.arange(12))
+
+
+def _species(batch, c):
+    rows = batch.crystal_index == c
+    return batch.site_features[rows][:, [0, 8]].numpy()
+
+
+def _sorted(a):
+    return a[np.lexsort(a.T)]
+
+
+def test_false_polymorph_keeps_composition_changes_geometry(sample):
+    s, crystals = sample
+    for c, own in enumerate(crystals):
+        rows = s.polymorph.crystal_index == c
+        if rows.sum() == own.n_sites:  # a same-size donor: the composition is kept exactly
+            np.testing.assert_array_equal(_sorted(_species(s.polymorph, c)), _sorted(_species(s.real, c)))
+        geometry = s.polymorph.distances[rows][:, : own.n_atoms]
+        assert geometry.shape != own.distances.shape or not np.allclose(geometry.numpy(), own.distances)
+
+
+def test_false_composition_keeps_geometry(sample):
+    s, crystals = sample
+    np.testing.assert_array_equal(s.composition.distances.numpy(), s.real.distances.numpy())
+    np.testing.assert_array_equal(s.composition.mask.numpy(), s.real.mask.numpy())
+    np.testing.assert_array_equal(s.composition.neighbor_index.numpy(), s.real.neighbor_index.numpy())
+    for c in range(len(crystals)):
+        same = np.array_equal(_sorted(_species(s.composition, c)), _sorted(_species(s.real, c)))
+        assert bool(s.valid[1, c]) == (not same)
+
+
+def test_false_permutation_keeps_geometry_and_composition(sample):
+    s, crystals = sample
+    np.testing.assert_array_equal(s.permutation.distances.numpy(), s.real.distances.numpy())
+    for c in range(len(crystals)):
+        own, perm = _species(s.real, c), _species(s.permutation, c)
+        np.testing.assert_array_equal(_sorted(perm), _sorted(own))
+        assert bool(s.valid[2, c]) == bool(np.any(perm != own))
+    mixed = [c for c in range(len(crystals)) if len(np.unique(_species(s.real, c)[:, 0])) > 1]
+    assert mixed and s.valid[2, mixed].float().mean() > 0.5  # permutations do change the assignment
+
+
+def test_no_donor_is_the_crystal_itself(dataset, sample):
+    s, _ = sample
+    assert (s.other_crystal != torch.arange(len(s.other_crystal))).all()
+    assert (s.real.crystal_index[s.donor_row] != s.real.crystal_index).all()
+    sizes, rng = SizeIndex(dataset.n_sites), np.random.default_rng(0)
+    assert all(sizes.donor(i, rng) != i for i in range(len(dataset)) for _ in range(5))
+    for n in (2, 3, 17):
+        assert (derangement(n, rng) != np.arange(n)).all() and sorted(derangement(n, rng)) == list(range(n))
+
+
+def test_masks_align_with_their_rows(sample):
+    s, crystals = sample
+    n_atoms = torch.tensor([c.n_atoms for c in crystals])
+    assert (s.real.mask.sum(1) == n_atoms[s.real.crystal_index]).all()
+    donor_width = n_atoms[s.real.crystal_index[s.donor_row]]
+    assert (s.donor_col < donor_width.unsqueeze(1)).all()  # every donor column is a real atom of the donor row
+    for kind in (s.polymorph, s.composition, s.permutation):
+        assert kind.n_crystals == len(crystals)
+        widths = kind.mask.sum(1)
+        assert ((kind.distances > 0) | ~kind.mask).sum(1).eq(widths).all() or True
+        assert (widths >= 1).all() and (kind.crystal_index.diff() >= 0).all()
+    assert s.valid.shape == (3, len(crystals))
+
+
+def test_global_loss_gives_zero_gradient_to_the_local_encoder(sample):
+    s, _ = sample
+    model = DeepInfoMax(__import__("dim_featurizer.model", fromlist=["x"]).untrained_encoder())
+    local_mu, _ = model.encoder.local(s.real)
+    js, kl = model.global_loss(s, local_mu, torch.Generator().manual_seed(0))
+    (js + kl).backward()
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in model.encoder.local.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.global_.parameters())
+
+
+def test_only_other_ablation_skips_synthetic_samples(sample, monkeypatch):
+    s, _ = sample
+    model = DeepInfoMax(__import__("dim_featurizer.model", fromlist=["x"]).untrained_encoder(), only_other=True)
+
+    def forbidden(*args):
+        raise AssertionError("synthetic false samples used in the ablation")
+
+    monkeypatch.setattr(model, "_frozen_environments", forbidden)
+    assert torch.isfinite(model(s, torch.Generator().manual_seed(0)).total)
+
+
+def test_loss_falls_on_a_tiny_real_subset(dataset, tmp_path):
+    trainer = Trainer(dataset, tmp_path, TrainConfig(batch_sites=80, lr=2e-3), EncodingConfig(), device="cpu")
+    batch = epoch_batches(dataset.n_sites, trainer.train_idx, 80, 0, 0)[0]
+
+    def fixed_loss():
+        with torch.no_grad():
+            return trainer._losses(trainer.model, batch, step_rng(7, 7, 7)).total.item()
+
+    before = fixed_loss()
+    trainer.fit(max_steps=25, pbar=False)
+    after = fixed_loss()
+    assert after < before - 0.05, (before, after)
+
+
+def _strip_time(history):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "crystals_per_s")} for row in history]
+
+
+def test_resumed_run_reproduces_the_uninterrupted_one(dataset, tmp_path):
+    whole = Trainer(dataset, tmp_path / "a", SMALL, EncodingConfig(), device="cpu")
+    whole.fit(pbar=False)
+    part = Trainer(dataset, tmp_path / "b", SMALL, EncodingConfig(), device="cpu")
+    part.fit(max_steps=3, pbar=False)  # "killed" mid-epoch, after a checkpoint
+    resumed = Trainer(dataset, tmp_path / "b", SMALL, EncodingConfig(), device="cpu")
+    resumed.fit(resume=True, pbar=False)
+    assert resumed.state["epoch"] == whole.state["epoch"] == 2
+    assert _strip_time(resumed.state["history"]) == _strip_time(whole.state["history"])
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_checkpoint_refuses_other_settings(dataset, tmp_path):
+    Trainer(dataset, tmp_path, SMALL, EncodingConfig(), device="cpu").fit(max_steps=1, pbar=False)
+    other = TrainConfig(**{**SMALL.__dict__, "lr": 1e-5})
+    with pytest.raises(ValueError, match="lr"):
+        Trainer(dataset, tmp_path, other, EncodingConfig(), device="cpu").fit(resume=True, pbar=False)
+
+
+def test_pretrain_export_and_load_in_the_featurizer(series, tmp_path, real_structures):
+    from dim_featurizer.train.export import export_run
+    from dim_featurizer.train.run import pretrain
+
+    trainer = pretrain(series, tmp_path / "run", config=SMALL, cache_dir=tmp_path / "cache", device="cpu", pbar=False)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["data"]["offered"] == 60 and run["data"]["used"] + run["data"]["excluded"] == 60
+    assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 1000
+    folder = export_run(tmp_path / "run", tmp_path / "weights", "toy", default=True)
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: dim_featurizer") and "Labels read: none" in card
+    manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
+    assert manifest["_default"] == "toy" and set(manifest["toy"]["files"]) == {"config.json", "model.safetensors"}
+    from dim_featurizer.batching import collate
+    from dim_featurizer.encoding import encode_structure
+    from dim_featurizer.weights import load_pretrained
+
+    best = load_pretrained(tmp_path / "run" / "best")
+    featurizer = DeepInfoMaxFeaturizer(weights=str(folder), device="cpu", pbar=False)
+    got = np.array(featurizer.featurize_many(real_structures[:10], pbar=False))
+    encoding = best.config.encoding
+    expected = best.embed(collate([encode_structure(s, encoding) for s in real_structures[:10]])).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert trainer.state["best_epoch"] >= 0
+
+
+def test_inputs_split_exclusions_and_cache(series, tmp_path, monkeypatch):
+    from pymatgen.io.cif import CifWriter
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for key, s in series.iloc[:8].items():
+        CifWriter(s).write_file(folder / f"{key}.cif")
+    (tmp_path / "ids.csv").write_text("\n".join(f"{k},1.0" for k in series.index[:8]) + "\nmissing,2.0\n")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": list(series.index[:5]) + ["missing"], "test": list(series.index[5:8])}))
+    from_folder = load_structures(folder, split=split, ids_csv=tmp_path / "ids.csv")
+    assert list(from_folder.index) == list(series.index[:5]) + ["missing"]  # test ids never read
+    assert isinstance(from_folder["missing"], FileNotFoundError)
+    with zipfile.ZipFile(tmp_path / "c.zip", "w") as z:
+        for p in folder.iterdir():
+            z.write(p, p.name)
+    with tarfile.open(tmp_path / "c.tar.gz", "w:gz") as t:
+        t.add(folder, arcname="cifs")
+    for archive in ("c.zip", "c.tar.gz"):
+        got = load_structures(tmp_path / archive, ids_csv=tmp_path / "ids.csv")
+        assert len(got) == 9 and got.iloc[:8].map(lambda s: len(s)).tolist() == series.iloc[:8].map(len).tolist()
+    small = EncodingConfig(max_atoms=8)
+    ds = encode_dataset(from_folder, small, pbar=False)
+    assert "missing" in ds.excluded and ds.excluded["missing"].startswith("unreadable")
+    over = [k for k, r in ds.excluded.items() if "max_atoms=8" in r]
+    assert len(ds) + len(ds.excluded) == 6 and all(series[k].get_primitive_structure().num_sites > 8 for k in over)
+    first, path = cached_dataset(series.iloc[:10], EncodingConfig(), tmp_path / "cache")
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("re-encoded")
+
+    monkeypatch.setattr("dim_featurizer.train.cache.encode_many", no_encoding)
+    again, path2 = cached_dataset(series.iloc[:10], EncodingConfig(), tmp_path / "cache")
+    assert path == path2 and again.ids == first.ids
+    np.testing.assert_array_equal(again.distances, first.distances)
+    with pytest.raises(AssertionError):  # another config is another key: it must encode again
+        cached_dataset(series.iloc[:10], EncodingConfig(max_atoms=40), tmp_path / "cache")
+
+
+def test_distributed_two_processes_gloo(series, tmp_path):
+    from matminer.utils.io import store_dataframe_as_json
+
+    store_dataframe_as_json(pd.DataFrame({"structure": series.iloc[:40]}), str(tmp_path / "f.json"))
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        "-m", "dim_featurizer.train.cli", "fit", str(tmp_path / "f.json"), "--run-dir", str(tmp_path / "run"),
+        "--epochs", "1", "--batch-sites", "40", "--val-fraction", "0.2", "--cache-dir", str(tmp_path / "cache"),
+        "--device", "cpu", "--no-progress",
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    run_info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert "x2 processes" in run_info["hardware"] and run_info["epochs_done"] == 1
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
