@@ -55,6 +55,7 @@ setup(
     entry_points={
         "console_scripts": [
             "dim-featurize=dim_featurizer.cli:main",
+            "dim-train=dim_featurizer.train.cli:main",
         ]
     },
 )
