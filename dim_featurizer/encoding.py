@@ -234,9 +234,9 @@ class Supercell:
 
     lattice: np.ndarray
     frac: np.ndarray
+    repeats: tuple[int, int, int]
     site_keys: np.ndarray
     image_of: np.ndarray
-    repeats: tuple[int, int, int]
 
     @property
     def n_sites(self) -> int:

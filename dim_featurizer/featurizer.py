@@ -82,18 +82,11 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         pbar: bool = True,
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
-        self.weights = weights
-        self.revision = revision
-        self.device = device
-        self.batch_sites = batch_sites
-        self.max_atoms = max_atoms
-        self.oxidation = oxidation
-        self.max_sites = max_sites
-        self.seed = seed
-        self.n_jobs = n_jobs
-        self.ignore_errors = ignore_errors
-        self.pbar = pbar
-        self.cache_dir = cache_dir
+        # Stored as given, under their own names (scikit-learn's estimator contract).
+        self.weights, self.revision, self.seed, self.cache_dir = weights, revision, seed, cache_dir
+        self.device, self.batch_sites, self.n_jobs = device, batch_sites, n_jobs
+        self.max_atoms, self.oxidation, self.max_sites = max_atoms, oxidation, max_sites
+        self.ignore_errors, self.pbar = ignore_errors, pbar
 
     # -- model state -------------------------------------------------------
     def set_n_jobs(self, n_jobs: int) -> None:

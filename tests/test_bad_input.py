@@ -10,39 +10,30 @@ from pymatgen.core import Element, Lattice, Molecule, Structure
 from pymatgen.core.periodic_table import DummySpecies
 
 from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.errors import (
-    DOCUMENTED_ERRORS,
-    DisorderedStructureError,
-    EmptyStructureError,
-    InvalidGeometryError,
-    NotAStructureError,
-    OverlappingSitesError,
-    StructureTooLargeError,
-    UnsupportedElementError,
-)
+from dim_featurizer import errors as E
 
 
 def bad_inputs():
     cubic = Lattice.cubic(4.0)
     return {
-        "molecule": (Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]]), NotAStructureError, "Molecule"),
-        "string": ("NaCl", NotAStructureError, "str"),
-        "none": (None, NotAStructureError, "NoneType"),
-        "dict": (Structure(cubic, ["Na"], [[0, 0, 0]]).as_dict(), NotAStructureError, "dict"),
-        "empty": (Structure(cubic, [], []), EmptyStructureError, "no sites"),
-        "mixed site": (Structure(cubic, [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]]), DisorderedStructureError, "site 0"),
+        "molecule": (Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]]), E.NotAStructureError, "Molecule"),
+        "string": ("NaCl", E.NotAStructureError, "str"),
+        "none": (None, E.NotAStructureError, "NoneType"),
+        "dict": (Structure(cubic, ["Na"], [[0, 0, 0]]).as_dict(), E.NotAStructureError, "dict"),
+        "empty": (Structure(cubic, [], []), E.EmptyStructureError, "no sites"),
+        "mixed site": (Structure(cubic, [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]]), E.DisorderedStructureError, "site 0"),
         "vacancy": (
             Structure(cubic, ["Na", {"Cl": 0.8}], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-            DisorderedStructureError,
+            E.DisorderedStructureError,
             "site 1",
         ),
-        "overlap": (Structure(cubic, ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]), OverlappingSitesError, "0.040 Å"),
-        "francium": (Structure(cubic, ["Fr", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]), UnsupportedElementError, "Fr"),
-        "dummy": (Structure(cubic, [DummySpecies("X")], [[0, 0, 0]]), UnsupportedElementError, "X"),
-        "nan coords": (Structure(cubic, ["Fe"], [[np.nan, 0, 0]]), InvalidGeometryError, "NaN"),
+        "overlap": (Structure(cubic, ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]]), E.OverlappingSitesError, "0.040 Å"),
+        "francium": (Structure(cubic, ["Fr", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]), E.UnsupportedElementError, "Fr"),
+        "dummy": (Structure(cubic, [DummySpecies("X")], [[0, 0, 0]]), E.UnsupportedElementError, "X"),
+        "nan coords": (Structure(cubic, ["Fe"], [[np.nan, 0, 0]]), E.InvalidGeometryError, "NaN"),
         "flat cell": (
             Structure(Lattice([[1, 0, 0], [2, 0, 0], [0, 0, 1]]), ["Fe"], [[0, 0, 0]]),
-            InvalidGeometryError,
+            E.InvalidGeometryError,
             "volume",
         ),
     }
@@ -57,7 +48,7 @@ def test_each_bad_input_is_named(featurizer, name):
     with pytest.raises(error) as info:
         featurizer.featurize_many([GOOD, GOOD, entry], pbar=False)
     assert "entry 2" in str(info.value) and text in str(info.value)
-    assert isinstance(info.value, DOCUMENTED_ERRORS)
+    assert isinstance(info.value, E.DOCUMENTED_ERRORS)
 
 
 def test_ignore_errors_gives_nan_rows_and_keeps_the_rest(featurizer, examples):
@@ -81,7 +72,7 @@ def test_dataframe_with_bad_rows(featurizer):
     df = pd.DataFrame({"structure": [GOOD, None, GOOD]}, index=["a", "b", "c"])
     out = featurizer.featurize_dataframe(df, "structure", ignore_errors=True, pbar=False)
     assert len(out) == 3 and out.loc["b"].iloc[1:].isna().all() and out.loc["a"].iloc[1:].notna().all()
-    with pytest.raises(NotAStructureError, match="entry 1"):
+    with pytest.raises(E.NotAStructureError, match="entry 1"):
         featurizer.featurize_dataframe(df, "structure", pbar=False)
 
 
@@ -97,7 +88,7 @@ def _big_cell(n_side):
 def test_huge_cell_is_refused_clearly_or_featurised_in_bounded_chunks(examples):
     big = _big_cell(13)  # 2,197 atoms
     strict = DeepInfoMaxFeaturizer(weights="untrained", device="cpu", pbar=False)
-    with pytest.raises(StructureTooLargeError, match="2197 sites"):
+    with pytest.raises(E.StructureTooLargeError, match="2197 sites"):
         strict.featurize(big)
     roomy = DeepInfoMaxFeaturizer(weights="untrained", device="cpu", max_sites=3000, pbar=False)
     rows = np.array(roomy.featurize_many([examples["Si"], big, examples["NaCl"]], pbar=False))
@@ -142,7 +133,7 @@ def test_random_structures_and_junk(featurizer, entries):
     for entry in entries:
         try:
             values = np.asarray(featurizer.featurize(entry))
-        except DOCUMENTED_ERRORS:
+        except E.DOCUMENTED_ERRORS:
             continue
         assert values.shape == (128,) and np.isfinite(values).all()
     rows = featurizer.featurize_many(entries, ignore_errors=True, pbar=False)
