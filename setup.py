@@ -23,11 +23,13 @@ setup(
         "dim_featurizer",
         "dim_featurizer.examples",
         "dim_featurizer.train",
+        "dim_featurizer.bench",
         "dim_featurizer.bundled_weights",
     ],
     package_dir={
         "dim_featurizer": "dim_featurizer",
         "dim_featurizer.train": "train",
+        "dim_featurizer.bench": "bench",
         "dim_featurizer.bundled_weights": "weights",
     },
     package_data={
@@ -56,6 +58,7 @@ setup(
         "console_scripts": [
             "dim-featurize=dim_featurizer.cli:main",
             "dim-train=dim_featurizer.train.cli:main",
+            "dim-bench=dim_featurizer.bench.cli:main",
         ]
     },
 )

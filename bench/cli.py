@@ -1,0 +1,86 @@
+"""``dim-bench``: featurise (cached), fit every subset, write results, tables and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dim_featurizer.frames import default_data_dir
+from dim_featurizer.provenance import machine
+
+from . import report
+from .protocol import MODELS, run_fits
+from .representations import REPRESENTATIONS, cached_features, check_pretraining_card
+from .tasks import TASKS, draw_subsets, load_task
+
+BUDGETS = (50, 100, 250, 1000)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's parser."""
+    p = argparse.ArgumentParser(prog="dim-bench", description="Small-label benchmark of DIM features (METHOD.md §4).")
+    p.add_argument("--data-dir", type=Path, default=default_data_dir())
+    p.add_argument("--out", type=Path, default=Path("results"))
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/dim-bench"))
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--representations", nargs="+", default=list(REPRESENTATIONS), choices=list(REPRESENTATIONS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
+    p.add_argument("--draws", type=int, default=100, help="seeded draws per budget (quick runs: fewer)")
+    p.add_argument("--test-limit", type=int, help="quick runs: only the first N test crystals")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=-1, help="parallel fits (joblib)")
+    p.add_argument("--no-tsne", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pbar = not args.no_progress
+    all_fits, units = [], {}
+    for name in args.tasks:
+        task = load_task(name, args.data_dir, args.test_limit)
+        units[name] = task.unit
+        for rep in args.representations:
+            if rep.startswith("dim"):
+                check_pretraining_card(REPRESENTATIONS[rep](), [str(i) for i in task.test.index])
+        subsets = draw_subsets(len(task.pool), args.budgets, args.draws, args.seed)
+        used = np.unique(np.concatenate(list(subsets.values())))
+        needed = pd.concat([task.pool["structure"].iloc[used], task.test["structure"]])
+        features = {
+            rep: cached_features(rep, needed, args.cache_dir / task.source.split(".")[0], pbar=pbar)
+            for rep in args.representations
+        }
+        pool = task.pool.iloc[used]
+        remapped = {k: np.searchsorted(used, v) for k, v in subsets.items()}
+        fits = run_fits(name, features, pool, task.test, task.target, remapped, tuple(args.models), args.n_jobs, pbar)
+        fits["failed_featurisations"] = fits["representation"].map(
+            {rep: int(frame.isna().all(axis=1).sum()) for rep, frame in features.items()}
+        )
+        all_fits.append(fits)
+        if not args.no_tsne and {"dim", "dim-untrained"} <= set(features):
+            vectors = {rep: features[rep].loc[task.test.index].to_numpy() for rep in ("dim", "dim-untrained")}
+            report.tsne_plot(vectors, report.metal_halide(task.test["structure"]), args.out / f"tsne_{name}.png")
+    fits = pd.concat(all_fits, ignore_index=True)
+    fits.to_csv(args.out / "fits.csv", index=False)
+    report.summary(fits).to_csv(args.out / "summary.csv", index=False)
+    if "dim" in args.representations and len(args.representations) > 1:
+        report.win_rates(fits).to_csv(args.out / "win_rates.csv", index=False)
+    report.box_plots(fits, args.out, units)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    meta = {"settings": settings, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    (args.out / "run.json").write_text(json.dumps(meta, indent=2))
+    print(f"dim-bench: {len(fits)} fits; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

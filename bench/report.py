@@ -1,0 +1,106 @@
+"""Summaries, paired win rates, Fig. 8-style box plots and a Fig. 9-style t-SNE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["task", "model", "budget", "representation"]
+
+
+def summary(fits: pd.DataFrame) -> pd.DataFrame:
+    """Median and interquartile range of test MAE per task, model, budget and representation."""
+    grouped = fits.groupby(KEYS)["mae"]
+    out = pd.DataFrame({"median": grouped.median(), "q25": grouped.quantile(0.25), "q75": grouped.quantile(0.75)})
+    out["iqr"] = out["q75"] - out["q25"]
+    out["fits"] = grouped.size()
+    return out.reset_index()
+
+
+def win_rates(fits: pd.DataFrame, reference: str = "dim") -> pd.DataFrame:
+    """Share of paired draws (same task, model, budget, draw) where ``reference`` has the lower MAE."""
+    wide = fits.pivot_table(index=["task", "model", "budget", "draw"], columns="representation", values="mae")
+    rows = []
+    for baseline in [c for c in wide.columns if c != reference]:
+        pair = wide[[reference, baseline]].dropna()
+        wins = (pair[reference] < pair[baseline]).groupby(level=["task", "model", "budget"]).mean()
+        for (task, model, budget), rate in wins.items():
+            rows.append({"task": task, "model": model, "budget": budget, "baseline": baseline, "win_rate": rate})
+    return pd.DataFrame(rows)
+
+
+def box_plots(fits: pd.DataFrame, out_dir: str | Path, units: dict[str, str]) -> list[Path]:
+    """One figure per task: test MAE by budget, one box per representation, a panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    reps = sorted(fits["representation"].unique())
+    for task, frame in fits.groupby("task"):
+        models = sorted(frame["model"].unique())
+        fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+        budgets = sorted(frame["budget"].unique())
+        width = 0.8 / len(reps)
+        for ax, model in zip(axes[0], models):
+            for k, rep in enumerate(reps):
+                chosen = frame[(frame["model"] == model) & (frame["representation"] == rep)]
+                data = [chosen.loc[chosen["budget"] == b, "mae"] for b in budgets]
+                positions = np.arange(len(budgets)) + (k - (len(reps) - 1) / 2) * width
+                box = ax.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True, showfliers=False)
+                for patch in box["boxes"]:
+                    patch.set_facecolor(plt.cm.tab10(k))
+                ax.plot([], [], "s", color=plt.cm.tab10(k), label=rep)
+            ax.set_xticks(np.arange(len(budgets)), [str(b) for b in budgets])
+            ax.set_xlabel("labelled training crystals")
+            ax.set_ylabel(f"test MAE ({units.get(task, '')})")
+            ax.set_yscale("log")  # outlier draws (least squares at n ≈ features) span decades
+            ax.set_title(f"{task}, {model}")
+            ax.grid(alpha=0.3, axis="y")
+        axes[0, 0].legend(fontsize=8)
+        fig.tight_layout()
+        path = Path(out_dir) / f"box_{task}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def metal_halide(structures: pd.Series) -> np.ndarray:
+    """True where a structure contains a metal and a halogen (the colouring of the paper's Fig. 9)."""
+    return np.array(
+        [
+            any(e.is_metal for e in s.composition.elements) and any(e.is_halogen for e in s.composition.elements)
+            for s in structures
+        ]
+    )
+
+
+def tsne_plot(vectors: dict[str, np.ndarray], labels: np.ndarray, out_png: str | Path, seed: int = 0) -> Path:
+    """t-SNE of test-set vectors per representation, side by side, coloured by metal + halogen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+    from sklearn.preprocessing import StandardScaler
+
+    fig, axes = plt.subplots(1, len(vectors), figsize=(5.5 * len(vectors), 5), squeeze=False)
+    for ax, (name, x) in zip(axes[0], vectors.items()):
+        ok = np.isfinite(x).all(axis=1)
+        xy = TSNE(random_state=seed, init="pca", perplexity=min(30, max(5, ok.sum() // 4))).fit_transform(
+            StandardScaler().fit_transform(x[ok])
+        )
+        ax.scatter(*xy[~labels[ok]].T, s=2, c="lightgray", label="other")
+        ax.scatter(*xy[labels[ok]].T, s=3, c="crimson", label="metal + halogen")
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].legend(markerscale=4)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return Path(out_png)

@@ -1,0 +1,117 @@
+"""The representations compared, and a resumable on-disk feature cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.weights import CARD_NAME, WEIGHTS_NAME, sha256
+
+TRAINED, ABLATION = "dim-mp2018", "dim-mp2018-ablation"
+
+
+class MagpieFromStructure:
+    """matminer's Magpie composition features (``ElementProperty.from_preset("magpie")``) of a structure."""
+
+    def __init__(self) -> None:
+        from matminer.featurizers.composition import ElementProperty
+
+        self.inner = ElementProperty.from_preset("magpie")
+        self.inner.set_n_jobs(1)
+
+    def feature_labels(self) -> list[str]:
+        return self.inner.feature_labels()
+
+    def featurize_many(self, structures, ignore_errors=True, pbar=False):
+        return self.inner.featurize_many([s.composition for s in structures], ignore_errors=ignore_errors, pbar=pbar)
+
+
+def _matminer(name: str) -> Callable[[], object]:
+    def make():
+        from matminer.featurizers import structure
+
+        featurizer = structure.OrbitalFieldMatrix(flatten=True) if name == "ofm" else structure.XRDPowderPattern()
+        featurizer.set_n_jobs(1)
+        return featurizer
+
+    return make
+
+
+REPRESENTATIONS: dict[str, Callable[[], object]] = {
+    "dim": lambda: DeepInfoMaxFeaturizer(weights=TRAINED, pbar=False),
+    "dim-untrained": lambda: DeepInfoMaxFeaturizer(weights="untrained", pbar=False),
+    "dim-ablation": lambda: DeepInfoMaxFeaturizer(weights=ABLATION, pbar=False),
+    "ofm": _matminer("ofm"),
+    "xrd": _matminer("xrd"),
+    "magpie": MagpieFromStructure,
+}
+
+
+def check_pretraining_card(featurizer: DeepInfoMaxFeaturizer, test_ids: list[str]) -> None:
+    """Refuse DIM weights whose model card does not vouch that no label and no test id was read.
+
+    Raises:
+        ValueError: naming the weights and what their card says (or lacks).
+    """
+    featurizer.fit()
+    info = featurizer.weights_info_
+    if info.source == "untrained":
+        return
+    card = Path(info.path) / CARD_NAME
+    if not card.is_file():
+        raise ValueError(f"weights {info.name!r} have no model card ({card}); refusing to benchmark them")
+    text = card.read_text()
+    if "Labels read: none" not in text or "Test ids read: none" not in text:
+        raise ValueError(f"the card of {info.name!r} does not state that no label and no test id were read")
+    leaked = [i for i in test_ids if f"`{i}`" in text or f" {i} " in text or f" {i}," in text]
+    if leaked:
+        raise ValueError(f"the card of {info.name!r} names test ids, e.g. {leaked[:3]}")
+
+
+def representation_key(name: str, featurizer: object) -> str:
+    """A cache key: the representation's name plus, for DIM, its parameters and weights file hash."""
+    if isinstance(featurizer, DeepInfoMaxFeaturizer):
+        featurizer.fit()
+        path = featurizer.weights_info_.path
+        weights = sha256(Path(path) / WEIGHTS_NAME) if path else f"seed{featurizer.seed}"
+        params = json.dumps(featurizer.get_params(), sort_keys=True, default=str)
+        return f"{name}-{hashlib.sha256((weights + params).encode()).hexdigest()[:12]}"
+    return name
+
+
+def cached_features(
+    name: str, structures: pd.Series, cache_dir: str | Path, chunk: int = 200, pbar: bool = True
+) -> pd.DataFrame:
+    """Features of ``structures`` (indexed by id) for one representation, computing only what is missing.
+
+    Each chunk is written as its own ``.npz`` part (no pickle) under a
+    temporary name and renamed, so a killed run keeps every finished chunk.
+    Failed rows are NaN (never dropped).
+    """
+    featurizer = REPRESENTATIONS[name]()
+    folder = Path(cache_dir) / representation_key(name, featurizer)
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for part in sorted(folder.glob("part-*.npz")):
+        with np.load(part, allow_pickle=False) as z:
+            parts.append(pd.DataFrame(z["features"], index=z["ids"]))
+    have = pd.concat(parts) if parts else pd.DataFrame()
+    missing = [i for i in structures.index if i not in have.index]
+    start = len(list(folder.glob("part-*.npz")))
+    for k, offset in enumerate(tqdm(range(0, len(missing), chunk), desc=name, disable=not pbar)):
+        ids = missing[offset : offset + chunk]
+        rows = featurizer.featurize_many(list(structures.loc[ids]), ignore_errors=True, pbar=False)
+        features = np.asarray(rows, dtype=np.float64)
+        tmp = folder / f"tmp-{os.getpid()}.npz"
+        np.savez(tmp, ids=np.asarray(ids, dtype=str), features=features)
+        os.replace(tmp, folder / f"part-{start + k:05d}.npz")
+        have = pd.concat([have, pd.DataFrame(features, index=ids)])
+    return have.loc[list(structures.index)]

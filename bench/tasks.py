@@ -1,0 +1,94 @@
+"""Benchmark tasks: a labelled pool to draw training subsets from and a fixed test set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dim_featurizer.frames import read_frame, read_split
+
+#: Matbench's own fold seed for its 5-fold KFold splits.
+MATBENCH_SEED = 18012019
+
+
+@dataclass
+class Task:
+    """A regression task.
+
+    Attributes:
+        name: short name.
+        target: label column (units in ``unit``).
+        unit: label unit.
+        pool: labelled training frame (structures + target) that subsets are drawn from.
+        test: the test frame (every reported error is measured on all of it).
+        source: where the structures were read from (the pretraining file for mp2018 tasks).
+    """
+
+    name: str
+    target: str
+    unit: str
+    pool: pd.DataFrame
+    test: pd.DataFrame
+    source: str
+
+
+def _mp2018(data_dir: Path, target: str, name: str, unit: str, test_limit: int | None) -> Task:
+    split = read_split(data_dir / "mp2018_folds.json")
+    frame = read_frame(data_dir / "mp2018_e_form_gap.json.gz", split["train"] + split["test"][:test_limit])
+    return Task(
+        name=name,
+        target=target,
+        unit=unit,
+        pool=frame.loc[split["train"], ["structure", target]],
+        test=frame.loc[split["test"][:test_limit], ["structure", target]],
+        source="mp2018_e_form_gap.json.gz",
+    )
+
+
+def _phonons(data_dir: Path, test_limit: int | None) -> Task:
+    from sklearn.model_selection import KFold
+
+    frame = read_frame(data_dir / "matbench_phonons.json.gz")
+    train, test = next(KFold(n_splits=5, shuffle=True, random_state=MATBENCH_SEED).split(frame))
+    return Task(
+        name="phonons",
+        target="last phdos peak",
+        unit="cm^-1",
+        pool=frame.iloc[train],
+        test=frame.iloc[test[:test_limit]],
+        source="matbench_phonons.json.gz",
+    )
+
+
+TASKS = ("e_form", "gap", "phonons")
+
+
+def load_task(name: str, data_dir: str | Path, test_limit: int | None = None) -> Task:
+    """Load ``e_form`` (eV/atom), ``gap`` (eV) or ``phonons`` (cm⁻¹, Matbench fold 0).
+
+    Args:
+        name: the task.
+        data_dir: the shared data folder.
+        test_limit: keep only the first N test rows (quick runs; the committed results use all).
+    """
+    data_dir = Path(data_dir)
+    if name == "e_form":
+        return _mp2018(data_dir, "e_form", name, "eV/atom", test_limit)
+    if name == "gap":
+        return _mp2018(data_dir, "gap", name, "eV", test_limit)
+    if name == "phonons":
+        return _phonons(data_dir, test_limit)
+    raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
+
+
+def draw_subsets(pool_size: int, budgets: list[int], draws: int, seed: int = 0) -> dict[tuple[int, int], np.ndarray]:
+    """Seeded labelled subsets: ``{(budget, draw): pool positions}``, shared by every representation."""
+    out = {}
+    for budget in budgets:
+        for draw in range(draws):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, budget, draw]))
+            out[budget, draw] = np.sort(rng.choice(pool_size, size=min(budget, pool_size), replace=False))
+    return out

@@ -1,0 +1,108 @@
+"""The benchmark harness on tiny subsets: paired draws, resumable feature cache, honesty guard, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from dim_featurizer.bench import report
+from dim_featurizer.bench.cli import main
+from dim_featurizer.bench.protocol import run_fits
+from dim_featurizer.bench.representations import cached_features, check_pretraining_card
+from dim_featurizer.bench.tasks import draw_subsets, load_task
+
+from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.frames import default_data_dir
+
+
+def test_draws_are_seeded_and_shared():
+    a = draw_subsets(500, [50, 100], 4, seed=1)
+    b = draw_subsets(500, [50, 100], 4, seed=1)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(len(v) == k[0] and len(np.unique(v)) == k[0] for k, v in a.items())
+    assert not np.array_equal(a[50, 0], a[50, 1])
+
+
+def test_phonons_uses_matbench_fold_zero():
+    task = load_task("phonons", default_data_dir())
+    assert len(task.pool) + len(task.test) == 1265 and len(task.test) == 253
+    assert not set(task.pool.index) & set(task.test.index)
+
+
+def test_feature_cache_is_resumable(tmp_path, real_structures, monkeypatch):
+    structures = pd.Series(real_structures[:12], index=[f"s{i}" for i in range(12)])
+    first = cached_features("magpie", structures.iloc[:5], tmp_path, chunk=2, pbar=False)
+    assert len(list(tmp_path.rglob("part-*.npz"))) == 3
+    calls = []
+    from dim_featurizer.bench.representations import MagpieFromStructure
+
+    original = MagpieFromStructure.featurize_many
+    monkeypatch.setattr(
+        MagpieFromStructure, "featurize_many", lambda self, s, **k: calls.append(len(s)) or original(self, s, **k)
+    )
+    both = cached_features("magpie", structures, tmp_path, chunk=4, pbar=False)
+    assert calls == [4, 3]  # only the 7 missing structures
+    np.testing.assert_array_equal(both.loc[first.index].to_numpy(), first.to_numpy())
+
+
+def test_card_guard(tmp_path):
+    from dim_featurizer.model import untrained_encoder
+    from dim_featurizer.weights import save_pretrained
+
+    save_pretrained(untrained_encoder(), tmp_path)
+    featurizer = DeepInfoMaxFeaturizer(weights=str(tmp_path), pbar=False)
+    with pytest.raises(ValueError, match="no model card"):
+        check_pretraining_card(featurizer, ["mp-1"])
+    (tmp_path / "README.md").write_text("Trained on everything.\n")
+    with pytest.raises(ValueError, match="does not state"):
+        check_pretraining_card(featurizer, ["mp-1"])
+    (tmp_path / "README.md").write_text("Labels read: none. Test ids read: none. Except `mp-1`.\n")
+    with pytest.raises(ValueError, match="names test ids"):
+        check_pretraining_card(featurizer, ["mp-1"])
+    (tmp_path / "README.md").write_text("Labels read: none. Test ids read: none.\n")
+    check_pretraining_card(featurizer, ["mp-1"])
+    check_pretraining_card(DeepInfoMaxFeaturizer(weights="untrained"), ["mp-1"])
+
+
+def test_fits_are_paired_and_reported(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [f"x{i}" for i in range(80)]
+    pool = pd.DataFrame({"y": rng.random(60)}, index=ids[:60])
+    test = pd.DataFrame({"y": rng.random(20)}, index=ids[60:])
+    good = pd.DataFrame(np.c_[np.r_[pool.y, test.y], rng.random(80)], index=ids)  # feature 0 is the label
+    noise = pd.DataFrame(rng.random((80, 2)), index=ids)
+    subsets = draw_subsets(60, [10, 30], 3)
+    fits = run_fits("toy", {"dim": good, "noise": noise}, pool, test, "y", subsets, ("linear",), pbar=False)
+    assert len(fits) == 2 * 2 * 3
+    assert (fits.groupby(["representation"]).size() == 6).all()
+    wins = report.win_rates(fits)
+    assert set(wins["baseline"]) == {"noise"} and (wins["win_rate"] == 1.0).all()
+    table = report.summary(fits)
+    assert set(table.columns) >= {"median", "q25", "q75", "iqr", "fits"}
+    assert report.box_plots(fits, tmp_path, {"toy": "eV"})[0].stat().st_size > 1000
+
+
+def test_dim_bench_quick_run(tmp_path):
+    args = ["--tasks", "phonons", "--representations", "dim-untrained", "magpie", "--draws", "2"]
+    args += [
+        "--budgets",
+        "50",
+        "--test-limit",
+        "40",
+        "--out",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    assert main(args + ["--n-jobs", "1", "--no-progress", "--no-tsne"]) == 0
+    fits = pd.read_csv(tmp_path / "out" / "fits.csv")
+    assert len(fits) == 2 * 2 * 2 and (fits["n_test"] == 40).all() and np.isfinite(fits["mae"]).all()
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["draws"] == 2
+    assert (tmp_path / "out" / "box_phonons.png").is_file()
+
+
+def test_metal_halide_labels(examples):
+    labels = report.metal_halide(pd.Series([examples["NaCl"], examples["Si"], examples["CsCl"], examples["GaAs"]]))
+    assert labels.tolist() == [True, False, True, False]
