@@ -135,18 +135,19 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """BibTeX for the Deep InfoMax pretraining paper and Site-Net."""
         return [
             "@article{moran2025deepinfomax,\n"
-            "  title={Deep InfoMax for self-supervised pre-training on crystal structures},\n"
-            "  author={Moran, Michael and Gusev, Vladimir V. and Gaultois, Michael W. and "
+            "  title={Establishing Deep InfoMax as an effective self-supervised learning methodology "
+            "in materials informatics},\n"
+            "  author={Moran, Michael and Gaultois, Michael W. and Gusev, Vladimir V. and "
             "Antypov, Dmytro and Rosseinsky, Matthew J.},\n"
             "  journal={Digital Discovery},\n  volume={4},\n  pages={790--811},\n  year={2025},\n"
-            "  publisher={Royal Society of Chemistry}\n}",
+            "  doi={10.1039/D4DD00202D}\n}",
             "@article{moran2023sitenet,\n"
             "  title={Site-Net: using global self-attention and real-space supercells to capture "
             "long-range interactions in crystal structures},\n"
             "  author={Moran, Michael and Gaultois, Michael W. and Gusev, Vladimir V. and "
             "Rosseinsky, Matthew J.},\n"
             "  journal={Digital Discovery},\n  volume={2},\n  pages={1297--1310},\n  year={2023},\n"
-            "  note={arXiv:2209.08190}\n}",
+            "  doi={10.1039/D3DD00005B}\n}",
         ]
 
     def implementors(self) -> list[str]:
