@@ -33,6 +33,11 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict)
         f"{r.val_global_js:.4f} | {r.val_local_kl:.4f} | {r.val_global_kl:.4f} | {r.seconds:.0f} |"
         for r in log.itertuples()
     )
+    oxidation_note = (
+        " (the training structures carry no oxidation states, so the model ignores them)"
+        if config["encoding"]["oxidation"] == "zero"
+        else ""
+    )
     ablation = " (ablation: only 'other' false samples, paper Fig. 11)" if run["train_config"]["only_other"] else ""
     return f"""---
 library_name: dim_featurizer
@@ -70,8 +75,7 @@ this project's own `dim-train` code from real data. Load it with
 
 - Encoder: `config.json` (hidden {config["hidden"]}, local {config["local_dim"]},
   D = {config["global_dim"]}; encoding: max_atoms
-  {config["encoding"]["max_atoms"]}, oxidation `{config["encoding"]["oxidation"]}`
-  (the training structures carry no oxidation states)).
+  {config["encoding"]["max_atoms"]}, oxidation `{config["encoding"]["oxidation"]}`{oxidation_note}).
 - Objective: local and global DIM, Jensen-Shannon, α = {run["train_config"]["alpha"]},
   β = {run["train_config"]["beta"]} (KL to N(0, I)); only-other ablation:
   {run["train_config"]["only_other"]}.
