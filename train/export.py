@@ -38,6 +38,15 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict)
         if config["encoding"]["oxidation"] == "zero"
         else ""
     )
+    recent = log["val_total"].to_numpy()
+    stopped_early = ""
+    if not run["stop_reason"].startswith(("validation", "epoch")):
+        drop = recent[max(0, len(recent) - 4)] - recent[-1]
+        stopped_early = (
+            f"\n\n**Not converged.** The run was stopped before its validation loss plateaued: it fell by "
+            f"{drop:.4f} over the last {min(3, len(recent) - 1)} epochs. `dim-train fit ... --resume` on the "
+            "committed checkpoint continues it exactly."
+        )
     ablation = " (ablation: only 'other' false samples, paper Fig. 11)" if run["train_config"]["only_other"] else ""
     return f"""---
 library_name: dim_featurizer
@@ -84,7 +93,7 @@ this project's own `dim-train` code from real data. Load it with
   sites per batch, gradient clip {run["train_config"]["grad_clip"]}.
 - Kept checkpoint: epoch {best["epoch"]}, chosen by the lowest self-supervised
   validation loss (no label anywhere); stopped after {len(log)} epochs
-  ({run["stop_reason"]}).
+  ({run["stop_reason"]}).{stopped_early}
 
 ## Losses
 

@@ -113,7 +113,11 @@ def pretrain(
     state = trainer.state
     finished = state["epoch"] >= config.epochs
     info["stop_reason"] = (
-        "validation loss plateau" if trainer._plateaued() else "epoch limit" if finished else "interrupted; resumable"
+        "validation loss plateau"
+        if trainer._plateaued()
+        else "epoch limit"
+        if finished
+        else "interrupted before a validation plateau; resumable"
     )
     info["epochs_done"] = state["epoch"]
     if rank == 0:
