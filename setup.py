@@ -52,7 +52,7 @@ setup(
         "parquet": ["pyarrow>=12"],
         "train": ["matplotlib>=3.6"],
         "bench": ["matplotlib>=3.6", "joblib>=1.2", "pyarrow>=12"],
-        "test": ["pytest>=7", "hypothesis>=6", "pyarrow>=12", "matplotlib>=3.6", "joblib>=1.2", "ruff>=0.5", "build"],
+        "test": ["pytest>=7", "hypothesis>=6", "pyarrow>=12", "matplotlib>=3.6", "joblib>=1.2", "ruff>=0.5"],
     },
     entry_points={
         "console_scripts": [
