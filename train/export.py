@@ -45,7 +45,7 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict)
         stopped_early = (
             f"\n\n**Not converged.** The run was stopped before its validation loss plateaued: it fell by "
             f"{drop:.4f} over the last {min(3, len(recent) - 1)} epochs. `dim-train fit ... --resume` on the "
-            "committed checkpoint continues it exactly."
+            "committed checkpoint continues it (bit for bit at the same thread count)."
         )
     ablation = " (ablation: only 'other' false samples, paper Fig. 11)" if run["train_config"]["only_other"] else ""
     return f"""---
