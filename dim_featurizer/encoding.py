@@ -68,12 +68,10 @@ class EncodedCrystal:
 
 def describe(entry: Any) -> str:
     """Return a short human name for an entry, for error messages."""
-    formula = getattr(getattr(entry, "composition", None), "reduced_formula", None)
-    if formula is not None:
-        try:
-            return f"{type(entry).__name__} {formula}"
-        except Exception:  # noqa: BLE001 - a name must never raise
-            pass
+    from pymatgen.core import Structure
+
+    if isinstance(entry, Structure) and len(entry) > 0 and entry.is_ordered:
+        return f"Structure {entry.composition.reduced_formula}"
     text = repr(entry)
     return text if len(text) <= 40 else text[:37] + "..."
 
