@@ -148,8 +148,7 @@ class Trainer:
         self.device = torch.device(device)
         self.train_idx, self.val_idx = split_validation(len(dataset), config.val_fraction, config.seed)
         self.sizes = SizeIndex(dataset.n_sites)
-        sites = dataset.site_features
-        if not np.any(sites[:, 8]):
+        if not np.any(dataset.site_features[:, 8]):
             # The training structures carry no oxidation states: record that the model ignores them.
             encoding = replace(encoding, oxidation="zero")
         model_config = ModelConfig.from_dict(
@@ -251,7 +250,7 @@ class Trainer:
         )
         steps_done = 0
         try:
-            while self.state["epoch"] < cfg.epochs and not self._plateaued():
+            while self.state["epoch"] < cfg.epochs and not self.plateaued():
                 epoch = self.state["epoch"]
                 batches = epoch_batches(self.dataset.n_sites, self.train_idx, cfg.batch_sites, cfg.seed, epoch)
                 per_rank = len(batches) // self.world
@@ -288,7 +287,8 @@ class Trainer:
                 signal.signal(s, handler)
         return self.state
 
-    def _plateaued(self) -> bool:
+    def plateaued(self) -> bool:
+        """True once ``patience`` epochs have passed without a validation gain of ``min_delta``."""
         return self.state["epoch"] - 1 - self.state["best_epoch"] >= self.config.patience
 
     def _on_signal(self, signum, frame) -> None:

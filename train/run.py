@@ -114,7 +114,7 @@ def pretrain(
     finished = state["epoch"] >= config.epochs
     info["stop_reason"] = (
         "validation loss plateau"
-        if trainer._plateaued()
+        if trainer.plateaued()
         else "epoch limit"
         if finished
         else "interrupted before a validation plateau; resumable"
