@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=100, help="seeded draws per budget (quick runs: fewer)")
     p.add_argument("--test-limit", type=int, help="quick runs: only the first N test crystals")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-jobs", type=int, default=-1, help="parallel fits (joblib)")
+    p.add_argument("--n-jobs", type=int, default=-1, help="parallel featurisation chunks and fits (joblib)")
+    p.add_argument(
+        "--featurize-only", action="store_true", help="fill the feature cache and stop (e.g. OFM ahead of the fits)"
+    )
     p.add_argument("--no-tsne", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -56,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         used = np.unique(np.concatenate(list(subsets.values())))
         needed = pd.concat([task.pool["structure"].iloc[used], task.test["structure"]])
         features = {
-            rep: cached_features(rep, needed, args.cache_dir / task.source.split(".")[0], pbar=pbar)
+            rep: cached_features(rep, needed, args.cache_dir / task.source.split(".")[0], pbar=pbar, n_jobs=args.n_jobs)
             for rep in args.representations
         }
+        if args.featurize_only:
+            continue
         pool = task.pool.iloc[used]
         remapped = {k: np.searchsorted(used, v) for k, v in subsets.items()}
         fits = run_fits(name, features, pool, task.test, task.target, remapped, tuple(args.models), args.n_jobs, pbar)
@@ -69,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_tsne and {"dim", "dim-untrained"} <= set(features):
             vectors = {rep: features[rep].loc[task.test.index].to_numpy() for rep in ("dim", "dim-untrained")}
             report.tsne_plot(vectors, report.metal_halide(task.test["structure"]), args.out / f"tsne_{name}.png")
+    if args.featurize_only:
+        print(f"dim-bench: features cached in {args.cache_dir}")
+        return 0
     fits = pd.concat(all_fits, ignore_index=True)
     fits.to_csv(args.out / "fits.csv", index=False)
     report.summary(fits).to_csv(args.out / "summary.csv", index=False)

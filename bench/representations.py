@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from dim_featurizer import DeepInfoMaxFeaturizer
@@ -87,31 +88,51 @@ def representation_key(name: str, featurizer: object) -> str:
     return name
 
 
+def _featurize_chunk(name: str, structures: pd.Series, folder: Path) -> pd.DataFrame:
+    """Featurise one chunk (NaN rows for failures) and store it as its own part, atomically."""
+    rows = REPRESENTATIONS[name]().featurize_many(list(structures), ignore_errors=True, pbar=False)
+    ids = np.asarray(structures.index, dtype=str)
+    features = np.asarray(rows, dtype=np.float64)
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    tmp = folder / f"tmp-{os.getpid()}-{digest}.npz"
+    np.savez(tmp, ids=ids, features=features)
+    os.replace(tmp, folder / f"part-{digest}.npz")
+    return pd.DataFrame(features, index=ids)
+
+
 def cached_features(
-    name: str, structures: pd.Series, cache_dir: str | Path, chunk: int = 200, pbar: bool = True
+    name: str, structures: pd.Series, cache_dir: str | Path, chunk: int = 200, pbar: bool = True, n_jobs: int = 1
 ) -> pd.DataFrame:
     """Features of ``structures`` (indexed by id) for one representation, computing only what is missing.
 
-    Each chunk is written as its own ``.npz`` part (no pickle) under a
-    temporary name and renamed, so a killed run keeps every finished chunk.
-    Failed rows are NaN (never dropped).
+    Each chunk is written as its own ``.npz`` part (no pickle), named by a
+    hash of its ids, under a temporary name and renamed, so a killed run keeps
+    every finished chunk and parallel workers never collide. Failed rows are
+    NaN (never dropped).
+
+    Args:
+        name: a key of ``REPRESENTATIONS``.
+        structures: pymatgen structures indexed by id.
+        cache_dir: folder holding one sub-folder per representation key.
+        chunk: structures per stored part.
+        pbar: show a progress bar over chunks.
+        n_jobs: chunks featurised in parallel (joblib processes).
+
+    Returns:
+        One row per structure, in the order of ``structures``.
     """
-    featurizer = REPRESENTATIONS[name]()
-    folder = Path(cache_dir) / representation_key(name, featurizer)
+    folder = Path(cache_dir) / representation_key(name, REPRESENTATIONS[name]())
     folder.mkdir(parents=True, exist_ok=True)
     parts = []
     for part in sorted(folder.glob("part-*.npz")):
         with np.load(part, allow_pickle=False) as z:
             parts.append(pd.DataFrame(z["features"], index=z["ids"]))
     have = pd.concat(parts) if parts else pd.DataFrame()
-    missing = [i for i in structures.index if i not in have.index]
-    start = len(list(folder.glob("part-*.npz")))
-    for k, offset in enumerate(tqdm(range(0, len(missing), chunk), desc=name, disable=not pbar)):
-        ids = missing[offset : offset + chunk]
-        rows = featurizer.featurize_many(list(structures.loc[ids]), ignore_errors=True, pbar=False)
-        features = np.asarray(rows, dtype=np.float64)
-        tmp = folder / f"tmp-{os.getpid()}.npz"
-        np.savez(tmp, ids=np.asarray(ids, dtype=str), features=features)
-        os.replace(tmp, folder / f"part-{start + k:05d}.npz")
-        have = pd.concat([have, pd.DataFrame(features, index=ids)])
+    missing = structures[~structures.index.isin(have.index)]
+    chunks = [missing.iloc[i : i + chunk] for i in range(0, len(missing), chunk)]
+    done = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_featurize_chunk)(name, part, folder) for part in chunks
+    )
+    new = list(tqdm(done, total=len(chunks), desc=name, disable=not pbar))
+    have = pd.concat([have, *new])
     return have.loc[list(structures.index)]

@@ -47,6 +47,15 @@ def test_feature_cache_is_resumable(tmp_path, real_structures, monkeypatch):
     np.testing.assert_array_equal(both.loc[first.index].to_numpy(), first.to_numpy())
 
 
+def test_parallel_cache_equals_serial(tmp_path, real_structures):
+    structures = pd.Series(real_structures[:6], index=[f"s{i}" for i in range(6)])
+    parallel = cached_features("magpie", structures, tmp_path / "a", chunk=2, pbar=False, n_jobs=2)
+    serial = cached_features("magpie", structures, tmp_path / "b", chunk=3, pbar=False)
+    assert len(list((tmp_path / "a").rglob("part-*.npz"))) == 3
+    np.testing.assert_array_equal(parallel.to_numpy(), serial.to_numpy())
+    assert parallel.index.tolist() == structures.index.tolist()
+
+
 def test_card_guard(tmp_path):
     from dim_featurizer.model import untrained_encoder
     from dim_featurizer.weights import save_pretrained
@@ -96,6 +105,8 @@ def test_dim_bench_quick_run(tmp_path):
         "--cache-dir",
         str(tmp_path / "c"),
     ]
+    assert main(args + ["--n-jobs", "1", "--no-progress", "--featurize-only"]) == 0
+    assert not (tmp_path / "out" / "fits.csv").exists() and len(list((tmp_path / "c").rglob("part-*.npz"))) >= 2
     assert main(args + ["--n-jobs", "1", "--no-progress", "--no-tsne"]) == 0
     fits = pd.read_csv(tmp_path / "out" / "fits.csv")
     assert len(fits) == 2 * 2 * 2 and (fits["n_test"] == 40).all() and np.isfinite(fits["mae"]).all()
