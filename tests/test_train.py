@@ -163,6 +163,23 @@ def test_checkpoint_refuses_other_settings(dataset, tmp_path):
         Trainer(dataset, tmp_path, other, EncodingConfig(), device="cpu").fit(resume=True, pbar=False)
 
 
+def test_false_sample_terms_recombine_into_the_validation_losses(dataset, tmp_path):
+    from dim_featurizer.train.diagnose import GLOBAL_KINDS, LOCAL_KINDS, false_sample_terms
+
+    config = TrainConfig(**{**SMALL.__dict__, "batch_sites": 10_000})  # one validation batch
+    trainer = Trainer(dataset, tmp_path, config, EncodingConfig(), device="cpu")
+    trainer.fit(max_steps=4, pbar=False)
+    table = false_sample_terms(trainer).set_index(["level", "sample"])["mean_term"]
+    assert set(table.index) == {("local", k) for k in ("real", *LOCAL_KINDS)} | {
+        ("global", k) for k in ("real", *GLOBAL_KINDS)
+    }
+    val = trainer.evaluate()
+    local = table["local"]
+    np.testing.assert_allclose(local["real"] + local[list(LOCAL_KINDS)].mean(), val["local_js"], rtol=1e-5)
+    # Every crystal has an "other crystal"; the synthetic kinds may skip a few identical ones.
+    assert table["global", "real"] + table["global", "other crystal"] > 0 and (table > 0).all()
+
+
 def test_pretrain_export_and_load_in_the_featurizer(series, tmp_path, real_structures):
     from dim_featurizer.train.export import export_run
     from dim_featurizer.train.run import pretrain
@@ -243,3 +260,9 @@ def test_distributed_two_processes_gloo(series, tmp_path):
     run_info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert "x2 processes" in run_info["hardware"] and run_info["epochs_done"] == 1
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    from dim_featurizer.train.cli import main
+
+    settings = cmd[cmd.index("--epochs") :]
+    assert main(["diagnose", str(tmp_path / "f.json"), "--run-dir", str(tmp_path / "run"), *settings]) == 0
+    diagnosis = pd.read_csv(tmp_path / "run" / "diagnosis.csv")
+    assert len(diagnosis) == 9 and np.isfinite(diagnosis["mean_term"]).all()

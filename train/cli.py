@@ -11,34 +11,43 @@ from dim_featurizer.config import EncodingConfig
 from .loop import TrainConfig
 
 
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """The data, run-folder and hyper-parameter arguments shared by ``fit`` and ``diagnose``."""
+    p.add_argument("data", help="JSON frame, or folder/zip/tar of <id>.cif files (with --ids-csv)")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--split", help="split file; only --subset ids are read")
+    p.add_argument("--subset", default="train")
+    p.add_argument("--ids-csv", help="CSV whose first column lists the CIF ids")
+    p.add_argument("--cache-dir", default=".cache/dim-encodings")
+    p.add_argument("--limit", type=int, help="use only the first N ids")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--max-steps", type=int, help="stop after N steps (checkpointed, resumable)")
+    p.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-atoms", type=int, default=EncodingConfig.max_atoms)
+    p.add_argument("--only-other", action="store_true", help="ablation: only 'other' false samples (Fig. 11)")
+    p.add_argument("--no-progress", action="store_true")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in ("model", "only_other", "amp"):
+            continue
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name)
+        )
+    p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's parser."""
     p = argparse.ArgumentParser(prog="dim-train", description="Deep InfoMax pretraining for dim_featurizer.")
     sub = p.add_subparsers(dest="command", required=True)
 
     fit = sub.add_parser("fit", help="pretrain an encoder (resumable)")
-    fit.add_argument("data", help="JSON frame, or folder/zip/tar of <id>.cif files (with --ids-csv)")
-    fit.add_argument("--run-dir", required=True)
-    fit.add_argument("--split", help="split file; only --subset ids are read")
-    fit.add_argument("--subset", default="train")
-    fit.add_argument("--ids-csv", help="CSV whose first column lists the CIF ids")
-    fit.add_argument("--cache-dir", default=".cache/dim-encodings")
-    fit.add_argument("--limit", type=int, help="use only the first N ids")
-    fit.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
-    fit.add_argument("--max-steps", type=int, help="stop after N steps (checkpointed, resumable)")
-    fit.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
-    fit.add_argument("--device", default="auto")
-    fit.add_argument("--max-atoms", type=int, default=EncodingConfig.max_atoms)
-    fit.add_argument("--only-other", action="store_true", help="ablation: only 'other' false samples (Fig. 11)")
-    fit.add_argument("--no-progress", action="store_true")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        if f.name in ("model", "only_other", "amp"):
-            continue
-        fit.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name)
-        )
-    fit.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+    diagnose = sub.add_parser(
+        "diagnose", help="JS terms per false-sample kind on a run's validation set (same arguments as fit)"
+    )
+    for parser in (fit, diagnose):
+        _run_arguments(parser)
 
     export = sub.add_parser("export", help="write a run's best encoder into a weights folder, with a model card")
     export.add_argument("run_dir")
@@ -59,27 +68,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "fit":
-        from .run import pretrain
+    if args.command in ("fit", "diagnose"):
+        from .run import prepare_run, pretrain
 
         values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
-        config = TrainConfig(**values, amp=not args.no_amp)
-        trainer = pretrain(
-            args.data,
-            args.run_dir,
-            config=config,
+        common = dict(
+            config=TrainConfig(**values, amp=not args.no_amp),
             encoding=EncodingConfig(max_atoms=args.max_atoms),
             split=args.split,
             subset=args.subset,
             ids_csv=args.ids_csv,
             cache_dir=args.cache_dir,
             limit=args.limit,
-            resume=args.resume,
-            max_steps=args.max_steps,
             n_jobs=args.n_jobs,
             device=args.device,
             pbar=not args.no_progress,
         )
+    if args.command == "diagnose":
+        from .diagnose import CHANCE, false_sample_terms
+
+        trainer, _ = prepare_run(args.data, args.run_dir, **common)
+        trainer.load_checkpoint()
+        table = false_sample_terms(trainer)
+        table.to_csv(Path(args.run_dir) / "diagnosis.csv", index=False)
+        print(f"after epoch {trainer.state['epoch']} (log 2 = {CHANCE:.3f} is chance):")
+        print(table.to_string(index=False, float_format="%.4f"))
+    elif args.command == "fit":
+        trainer = pretrain(args.data, args.run_dir, resume=args.resume, max_steps=args.max_steps, **common)
         state = trainer.state
         print(
             f"dim-train: {state['epoch']} epochs done; best validation loss {state['best_val']:.4f} "

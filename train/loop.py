@@ -30,7 +30,7 @@ from dim_featurizer.weights import save_pretrained
 
 from .cache import EncodedDataset
 from .objective import DeepInfoMax, Losses
-from .samples import SizeIndex, make_sample
+from .samples import SizeIndex, TrainingSample, make_sample
 
 LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "total")
 _VAL_STREAM = 1_000_003  # seed-sequence key of validation draws, apart from any epoch number
@@ -200,9 +200,20 @@ class Trainer:
         self.state = json.loads(blob["state"])
 
     # -- one step --------------------------------------------------------------
-    def _losses(self, module, indices: np.ndarray, rng: np.random.Generator) -> Losses:
+    def sample(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[TrainingSample, torch.Generator]:
+        """The real batch of crystals ``indices`` with its false samples, and the noise generator, from ``rng``."""
         sample = make_sample(self.dataset, self.sizes, indices, rng).to(self.device)
-        generator = torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
+        return sample, torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
+
+    def validation_batches(self) -> list[tuple[np.ndarray, np.random.Generator]]:
+        """The validation batches and their generators: the same draws at every evaluation."""
+        batches = epoch_batches(
+            self.dataset.n_sites, self.val_idx, self.config.batch_sites, self.config.seed, _VAL_STREAM
+        )
+        return [(batch, step_rng(self.config.seed, _VAL_STREAM, i)) for i, batch in enumerate(batches)]
+
+    def _losses(self, module, indices: np.ndarray, rng: np.random.Generator) -> Losses:
+        sample, generator = self.sample(indices, rng)
         use_amp = self.config.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             return module(sample, generator)
@@ -211,11 +222,9 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Validation losses, with the same false samples and noise every epoch."""
         self.model.eval()
-        n_sites = self.dataset.n_sites
-        batches = epoch_batches(n_sites, self.val_idx, self.config.batch_sites, self.config.seed, _VAL_STREAM)
         sums = dict.fromkeys(LOSS_NAMES, 0.0)
-        for i, batch in enumerate(batches):
-            losses = self._losses(self.model, batch, step_rng(self.config.seed, _VAL_STREAM, i)).as_floats()
+        for batch, rng in self.validation_batches():
+            losses = self._losses(self.model, batch, rng).as_floats()
             for k in LOSS_NAMES:
                 sums[k] += losses[k] * len(batch)
         self.model.train()

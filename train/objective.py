@@ -91,8 +91,15 @@ class DeepInfoMax(nn.Module):
         g = F.mish(gather_rows(sites, index) + d.unsqueeze(-1) * w[:, -1] + self.local_sample.hidden.bias)
         return torch.einsum("nh,nmh->nm", q, g) + offset.unsqueeze(1)
 
-    def local_loss(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator) -> torch.Tensor:
-        """Local JS over every real (site, neighbour) pair."""
+    def local_terms(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator):
+        """Per-pair JS terms.
+
+        Returns:
+            softplus(−T) of the real pairs (rows × neighbours), softplus(T) of
+            each false kind stacked in front (other environment, then false
+            geometry and false composition unless ``only_other``), and the
+            mask of real pairs.
+        """
         batch = sample.real
         rep = self.local_rep(reparameterise(mu, logvar, generator))
         q = rep @ self.local_sample.out.weight
@@ -108,9 +115,14 @@ class DeepInfoMax(nn.Module):
         if not self.only_other:
             false.append(self._pair_scores(q, offset, sites, batch.neighbor_index, donor_distance))  # geometry
             false.append(self._pair_scores(q, offset, sites, donor_index, batch.distances))  # composition
-        per_pair = F.softplus(-true) + torch.stack([F.softplus(t) for t in false]).mean(0)
+        return F.softplus(-true), torch.stack([F.softplus(t) for t in false]), batch.mask
+
+    def local_loss(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator) -> torch.Tensor:
+        """Local JS over every real (site, neighbour) pair."""
+        true_term, false_terms, mask = self.local_terms(sample, mu, logvar, generator)
+        per_pair = true_term + false_terms.mean(0)
         # A weighted sum, not per_pair[mask]: boolean indexing's backward is not deterministic on CPU threads.
-        mask = batch.mask.to(per_pair.dtype)
+        mask = mask.to(per_pair.dtype)
         return (per_pair * mask).sum() / mask.sum()
 
     # -- global --------------------------------------------------------------
@@ -118,10 +130,15 @@ class DeepInfoMax(nn.Module):
     def _frozen_environments(self, batch) -> torch.Tensor:
         return self.encoder.local(batch)[0]
 
-    def global_loss(
-        self, sample: TrainingSample, local_mu: torch.Tensor, generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global JS over each crystal's environments, and the global KL."""
+    def global_terms(self, sample: TrainingSample, local_mu: torch.Tensor, generator):
+        """Per-crystal JS terms.
+
+        Returns:
+            the real term (crystals,), the false terms (kinds × crystals: other
+            crystal, then false polymorph, composition and permutation unless
+            ``only_other``), their weights (0 where a false sample equals the
+            real crystal), and μ and log σ² of the global representation.
+        """
         real = sample.real
         mu, logvar = self.encoder.global_(local_mu, real.crystal_index, real.n_crystals)
         rep = self.global_rep(reparameterise(mu, logvar, generator))
@@ -142,8 +159,14 @@ class DeepInfoMax(nn.Module):
                 score = (rep[kind.crystal_index] * fake).sum(-1)
                 false_terms.append(_scatter_mean(F.softplus(score), kind.crystal_index, n))
                 weights.append(valid.to(rep.dtype))
-        weights = torch.stack(weights)
-        false_term = (torch.stack(false_terms) * weights).sum(0) / weights.sum(0)
+        return true_term, torch.stack(false_terms), torch.stack(weights), mu, logvar
+
+    def global_loss(
+        self, sample: TrainingSample, local_mu: torch.Tensor, generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global JS over each crystal's environments, and the global KL."""
+        true_term, false_terms, weights, mu, logvar = self.global_terms(sample, local_mu, generator)
+        false_term = (false_terms * weights).sum(0) / weights.sum(0)
         return (true_term + false_term).mean(), gaussian_kl(mu, logvar)
 
     def forward(self, sample: TrainingSample, generator: torch.Generator | None = None) -> Losses:

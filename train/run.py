@@ -37,7 +37,7 @@ def _reason_summary(excluded: dict[str, str]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "none"
 
 
-def pretrain(
+def prepare_run(
     source: str | Path | pd.DataFrame | pd.Series,
     run_dir: str | Path,
     config: TrainConfig | None = None,
@@ -47,28 +47,16 @@ def pretrain(
     ids_csv: str | Path | None = None,
     cache_dir: str | Path = ".cache/dim-encodings",
     limit: int | None = None,
-    resume: bool = False,
-    max_steps: int | None = None,
     n_jobs: int = 1,
     device: str = "auto",
     pbar: bool = True,
-) -> Trainer:
-    """Pretrain an encoder with Deep InfoMax and leave everything in ``run_dir``.
+) -> tuple[Trainer, dict]:
+    """Read and encode the data (cached) and build the Trainer, without training.
 
-    Args:
-        source: JSON frame file, CIF folder/zip/tar (with ``ids_csv``), or a DataFrame/Series of Structures.
-        run_dir: output folder: checkpoint.pt, log.csv, best/, run.json, excluded.json, loss_curves.png.
-        config: training hyper-parameters.
-        encoding: encoding options (max_atoms, ...).
-        split: split file; only ``subset`` ids are read (test ids never).
-        limit: keep only the first ``limit`` ids (quick runs).
-        resume: continue from run_dir's checkpoint.
-        max_steps: stop after this many steps (with a checkpoint).
-        n_jobs: encoding processes.
-        device: torch device or "auto".
+    Takes :func:`pretrain`'s arguments except ``resume`` and ``max_steps``.
 
     Returns:
-        The :class:`Trainer`, its state holding the per-epoch history.
+        The Trainer and the run description written to ``run.json``.
     """
     _init_distributed()
     config = config or TrainConfig()
@@ -109,6 +97,46 @@ def pretrain(
     }
     if rank == 0:
         (run_dir / "excluded.json").write_text(json.dumps(dataset.excluded, indent=1))
+    return trainer, info
+
+
+def pretrain(
+    source: str | Path | pd.DataFrame | pd.Series,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    encoding: EncodingConfig | None = None,
+    split: str | Path | None = None,
+    subset: str = "train",
+    ids_csv: str | Path | None = None,
+    cache_dir: str | Path = ".cache/dim-encodings",
+    limit: int | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    n_jobs: int = 1,
+    device: str = "auto",
+    pbar: bool = True,
+) -> Trainer:
+    """Pretrain an encoder with Deep InfoMax and leave everything in ``run_dir``.
+
+    Args:
+        source: JSON frame file, CIF folder/zip/tar (with ``ids_csv``), or a DataFrame/Series of Structures.
+        run_dir: output folder: checkpoint.pt, log.csv, best/, run.json, excluded.json, loss_curves.png.
+        config: training hyper-parameters.
+        encoding: encoding options (max_atoms, ...).
+        split: split file; only ``subset`` ids are read (test ids never).
+        limit: keep only the first ``limit`` ids (quick runs).
+        resume: continue from run_dir's checkpoint.
+        max_steps: stop after this many steps (with a checkpoint).
+        n_jobs: encoding processes.
+        device: torch device or "auto".
+
+    Returns:
+        The :class:`Trainer`, its state holding the per-epoch history.
+    """
+    trainer, info = prepare_run(
+        source, run_dir, config, encoding, split, subset, ids_csv, cache_dir, limit, n_jobs, device, pbar
+    )
+    config, run_dir = trainer.config, Path(run_dir)
     trainer.fit(resume=resume, max_steps=max_steps, pbar=pbar)
     state = trainer.state
     finished = state["epoch"] >= config.epochs
@@ -120,7 +148,7 @@ def pretrain(
         else "interrupted before a validation plateau; resumable"
     )
     info["epochs_done"] = state["epoch"]
-    if rank == 0:
+    if trainer.rank == 0:
         (run_dir / "run.json").write_text(json.dumps(info, indent=2))
         if state["history"]:
             from .plot import plot_curves
