@@ -163,13 +163,25 @@ def test_checkpoint_refuses_other_settings(dataset, tmp_path):
         Trainer(dataset, tmp_path, other, EncodingConfig(), device="cpu").fit(resume=True, pbar=False)
 
 
+def test_participation_ratio_counts_independent_directions():
+    from dim_featurizer.train.diagnose import participation_ratio
+
+    rng = np.random.default_rng(0)
+    one = rng.normal(size=(500, 1)) * np.arange(1, 9)  # eight scaled copies of one direction
+    assert participation_ratio(one) == pytest.approx(1.0)
+    assert participation_ratio(rng.normal(size=(5000, 8))) == pytest.approx(8.0, rel=0.02)
+    assert participation_ratio(np.c_[one, np.zeros(500)]) == pytest.approx(1.0)  # constant column dropped
+
+
 def test_false_sample_terms_recombine_into_the_validation_losses(dataset, tmp_path):
     from dim_featurizer.train.diagnose import GLOBAL_KINDS, LOCAL_KINDS, false_sample_terms
 
     config = TrainConfig(**{**SMALL.__dict__, "batch_sites": 10_000})  # one validation batch
     trainer = Trainer(dataset, tmp_path, config, EncodingConfig(), device="cpu")
     trainer.fit(max_steps=4, pbar=False)
-    table = false_sample_terms(trainer).set_index(["level", "sample"])["mean_term"]
+    table, spread = false_sample_terms(trainer)
+    table = table.set_index(["level", "sample"])["mean_term"]
+    assert set(spread) == {"trained", "untrained"} and all(1 <= v <= 128 for v in spread.values())
     assert set(table.index) == {("local", k) for k in ("real", *LOCAL_KINDS)} | {
         ("global", k) for k in ("real", *GLOBAL_KINDS)
     }

@@ -89,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 
         trainer, _ = prepare_run(args.data, args.run_dir, **common)
         trainer.load_checkpoint()
-        table = false_sample_terms(trainer)
+        table, spread = false_sample_terms(trainer)
         table.to_csv(Path(args.run_dir) / "diagnosis.csv", index=False)
-        print(f"after epoch {trainer.state['epoch']} (log 2 = {CHANCE:.3f} is chance):")
+        print(f"after epoch {trainer.state['epoch']}: JS terms per sample kind (log 2 = {CHANCE:.3f} is chance)")
         print(table.to_string(index=False, float_format="%.4f"))
+        print(
+            "participation ratio of validation feature vectors: " + ", ".join(f"{k} {v:.1f}" for k, v in spread.items())
+        )
     elif args.command == "fit":
         trainer = pretrain(args.data, args.run_dir, resume=args.resume, max_steps=args.max_steps, **common)
         state = trainer.state

@@ -1,12 +1,20 @@
-"""Which false samples the discriminators can tell apart: JS terms per sample kind on the validation set."""
+"""Label-free diagnostics of a run on its validation set.
+
+Which false samples the discriminators can tell apart (JS terms per sample
+kind), and how many independent directions the feature vectors span
+compared with the untrained network.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 
+import numpy as np
 import pandas as pd
 import torch
+
+from dim_featurizer.model import untrained_encoder
 
 from .loop import Trainer
 
@@ -16,8 +24,22 @@ GLOBAL_KINDS = ("other crystal", "false polymorph", "false composition", "false 
 CHANCE = math.log(2)
 
 
+def participation_ratio(features: np.ndarray) -> float:
+    """Effective number of independent directions of standardised feature columns.
+
+    (Σλ)² / Σλ² over the eigenvalues λ of the correlation matrix: 1 when
+    every column is a copy of one direction, the number of columns when they
+    are uncorrelated. Constant columns are dropped. Standardising first
+    matches what the benchmark's models see.
+    """
+    x = features[:, features.std(axis=0) > 1e-9]
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    eigenvalues = np.linalg.eigvalsh(np.cov(x, rowvar=False))
+    return float(eigenvalues.sum() ** 2 / (eigenvalues**2).sum())
+
+
 @torch.no_grad()
-def false_sample_terms(trainer: Trainer) -> pd.DataFrame:
+def false_sample_terms(trainer: Trainer) -> tuple[pd.DataFrame, dict[str, float]]:
     """Mean JS term per level and sample kind over the validation set, with the trainer's current networks.
 
     The terms are softplus(−T) for real samples and softplus(T) for false
@@ -30,9 +52,13 @@ def false_sample_terms(trainer: Trainer) -> pd.DataFrame:
         trainer: a Trainer, typically after ``load_checkpoint``.
 
     Returns:
-        One row per (level, sample) with ``mean_term``, ``vs_chance`` (term / log 2) and ``count``.
+        One row per (level, sample) with ``mean_term``, ``vs_chance`` (term / log 2)
+        and ``count``; and the participation ratio of the validation crystals'
+        feature vectors (global μ), for this encoder and the seeded untrained one.
     """
     model = trainer.model
+    control = untrained_encoder().to(trainer.device).eval()
+    vectors: dict[str, list[np.ndarray]] = {"trained": [], "untrained": []}
     model.eval()
     sums: dict[tuple[str, str], float] = defaultdict(float)
     counts: dict[tuple[str, str], float] = defaultdict(float)
@@ -44,7 +70,9 @@ def false_sample_terms(trainer: Trainer) -> pd.DataFrame:
         for kind, term in zip(("real", *LOCAL_KINDS), [true, *false]):
             sums["local", kind] += float((term * mask).sum())
             counts["local", kind] += float(mask.sum())
-        true, false, weights, _, _ = model.global_terms(sample, local_mu, generator)
+        true, false, weights, mu, _ = model.global_terms(sample, local_mu, generator)
+        vectors["trained"].append(mu.float().cpu().numpy())
+        vectors["untrained"].append(control.embed(sample.real).float().cpu().numpy())
         sums["global", "real"] += float(true.sum())
         counts["global", "real"] += len(true)
         for kind, term, weight in zip(GLOBAL_KINDS, false, weights):
@@ -57,4 +85,4 @@ def false_sample_terms(trainer: Trainer) -> pd.DataFrame:
     ]
     frame = pd.DataFrame(rows)
     frame["vs_chance"] = frame["mean_term"] / CHANCE
-    return frame
+    return frame, {name: participation_ratio(np.concatenate(v)) for name, v in vectors.items()}
