@@ -154,6 +154,13 @@ def test_resumed_run_reproduces_the_uninterrupted_one(dataset, tmp_path):
     assert _strip_time(resumed.state["history"]) == _strip_time(whole.state["history"])
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+    # A run that hit a lower epoch limit is extended by raising it.
+    Trainer(
+        dataset, tmp_path / "c", TrainConfig(**{**SMALL.__dict__, "epochs": 1}), EncodingConfig(), device="cpu"
+    ).fit(pbar=False)
+    extended = Trainer(dataset, tmp_path / "c", SMALL, EncodingConfig(), device="cpu")
+    extended.fit(resume=True, pbar=False)
+    assert _strip_time(extended.state["history"]) == _strip_time(whole.state["history"])
 
 
 def test_checkpoint_refuses_other_settings(dataset, tmp_path):
@@ -196,13 +203,18 @@ def test_pretrain_export_and_load_in_the_featurizer(series, tmp_path, real_struc
     from dim_featurizer.train.export import export_run
     from dim_featurizer.train.run import pretrain
 
-    trainer = pretrain(series, tmp_path / "run", config=SMALL, cache_dir=tmp_path / "cache", device="cpu", pbar=False)
+    kwargs = dict(config=SMALL, cache_dir=tmp_path / "cache", device="cpu", pbar=False)
+    pretrain(series, tmp_path / "run", max_steps=3, **kwargs)  # killed inside epoch 1
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["segments"] == []
+    trainer = pretrain(series, tmp_path / "run", resume=True, **kwargs)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [part["epochs"] for part in run["segments"]] == [[1, 2]]
     assert run["data"]["offered"] == 60 and run["data"]["used"] + run["data"]["excluded"] == 60
     assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 1000
     folder = export_run(tmp_path / "run", tmp_path / "weights", "toy", default=True)
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: dim_featurizer") and "Labels read: none" in card
+    assert f"Epochs 1-2: code commit `{run['commit']}`" in card
     manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
     assert manifest["_default"] == "toy" and set(manifest["toy"]["files"]) == {"config.json", "model.safetensors"}
     from dim_featurizer.batching import collate

@@ -40,13 +40,21 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict)
     )
     recent = log["val_total"].to_numpy()
     stopped_early = ""
-    if not run["stop_reason"].startswith(("validation", "epoch")):
+    if not run["stop_reason"].startswith("validation"):
         drop = recent[max(0, len(recent) - 4)] - recent[-1]
         stopped_early = (
-            f"\n\n**Not converged.** The run was stopped before its validation loss plateaued: it fell by "
+            f"\n\n**Not converged.** The run stopped ({run['stop_reason']}) before its validation loss plateaued: "
+            f"it fell by "
             f"{drop:.4f} over the last {min(3, len(recent) - 1)} epochs. `dim-train fit ... --resume` on the "
-            "committed checkpoint continues it (bit for bit at the same thread count)."
+            "committed checkpoint (with a higher `--epochs` after an epoch limit) continues it."
         )
+    parts = run.get("segments") or [{"epochs": [1, len(log)], "commit": run["commit"], "hardware": run["hardware"]}]
+    segments = "\n".join(
+        f"- Epochs {a}-{b}: code commit `{part['commit']}`, {part['hardware']}"
+        + (f" ({part['note']})" if part.get("note") else "")
+        for part in parts
+        for a, b in [part["epochs"]]
+    )
     ablation = " (ablation: only 'other' false samples, paper Fig. 11)" if run["train_config"]["only_other"] else ""
     return f"""---
 library_name: dim_featurizer
@@ -110,8 +118,7 @@ global JS {last.val_global_js:.4f}, local KL {last.val_local_kl:.4f}, global KL
 
 ## Provenance
 
-- Code commit: `{run["commit"]}`
-- Hardware: {run["hardware"]}
+{segments}
 - Wall time: {log["seconds"].sum() / 60:.1f} minutes of training over {len(log)} epochs.
 - Date: {run["date"]}
 """

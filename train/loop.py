@@ -191,9 +191,10 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (tensors only, no arbitrary pickle)."""
         blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        saved = json.loads(blob["config"])
-        if saved != asdict(self.config):
-            changed = sorted(k for k in saved if saved[k] != asdict(self.config).get(k))
+        saved, current = json.loads(blob["config"]), asdict(self.config)
+        # Only the epoch limit may change: raising it extends a finished run without changing any draw.
+        changed = sorted(k for k in saved.keys() | current.keys() if k != "epochs" and saved.get(k) != current.get(k))
+        if changed:
             raise ValueError(f"{self.checkpoint_path} was written with other settings: {changed}")
         self.model.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optimizer"])

@@ -137,8 +137,16 @@ def pretrain(
         source, run_dir, config, encoding, split, subset, ids_csv, cache_dir, limit, n_jobs, device, pbar
     )
     config, run_dir = trainer.config, Path(run_dir)
-    trainer.fit(resume=resume, max_steps=max_steps, pbar=pbar)
+    if resume and trainer.checkpoint_path.is_file():
+        trainer.load_checkpoint()
+    first_epoch = trainer.state["epoch"] + 1
+    trainer.fit(max_steps=max_steps, pbar=pbar)
     state = trainer.state
+    # One segment per launch, so a resumed run keeps the commit and hardware of every part of it.
+    run_json = run_dir / "run.json"
+    previous = json.loads(run_json.read_text()).get("segments", []) if resume and run_json.is_file() else []
+    segment = {"epochs": [first_epoch, state["epoch"]], "commit": info["commit"], "hardware": info["hardware"]}
+    info["segments"] = previous + [segment] if state["epoch"] >= first_epoch else previous
     finished = state["epoch"] >= config.epochs
     info["stop_reason"] = (
         "validation loss plateau"
