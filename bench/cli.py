@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if "dim" in args.representations and len(args.representations) > 1:
         report.win_rates(fits).to_csv(args.out / "win_rates.csv", index=False)
     report.box_plots(fits, args.out, units)
+    (args.out / "tables.md").write_text(report.results_markdown(fits, units))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     meta = {"settings": settings, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
     (args.out / "run.json").write_text(json.dumps(meta, indent=2))

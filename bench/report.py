@@ -31,6 +31,45 @@ def win_rates(fits: pd.DataFrame, reference: str = "dim") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _pipe_table(frame: pd.DataFrame) -> str:
+    """A Markdown pipe table of ``frame``, its index levels as the first columns."""
+    header = [str(n) for n in frame.index.names] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for key, row in frame.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        lines.append("| " + " | ".join([*map(str, key), *map(str, row)]) + " |")
+    return "\n".join(lines)
+
+
+def results_markdown(fits: pd.DataFrame, units: dict[str, str], reference: str = "dim") -> str:
+    """Markdown tables per task: median (interquartile range) test MAE, and the reference's paired win rates.
+
+    Rows are (model, budget), columns representations; the lowest median of
+    each row is in bold.
+    """
+    table = summary(fits)
+    wins = win_rates(fits, reference) if reference in set(fits["representation"]) else pd.DataFrame()
+    parts = []
+    for task, frame in table.groupby("task"):
+        best = frame.groupby(["model", "budget"])["median"].transform("min")
+        cells = [
+            ("**{}**" if m == b else "{}").format(f"{m:.3g} ({lo:.3g}–{hi:.3g})")
+            for m, b, lo, hi in zip(frame["median"], best, frame["q25"], frame["q75"])
+        ]
+        wide = frame.assign(cell=cells).pivot(index=["model", "budget"], columns="representation", values="cell")
+        parts.append(
+            f"### {task}: test MAE ({units.get(task, '')}), median (interquartile range)\n\n{_pipe_table(wide)}\n"
+        )
+        mine = wins[wins["task"] == task] if len(wins) else wins
+        if len(mine):
+            rates = mine.pivot(index=["model", "budget"], columns="baseline", values="win_rate")
+            parts.append(
+                f"Share of paired draws where `{reference}` has the lower MAE ({task}):\n\n"
+                f"{_pipe_table(rates.map(lambda v: f'{v:.2f}'))}\n"
+            )
+    return "\n".join(parts)
+
+
 def box_plots(fits: pd.DataFrame, out_dir: str | Path, units: dict[str, str]) -> list[Path]:
     """One figure per task: test MAE by budget, one box per representation, a panel per model."""
     import matplotlib

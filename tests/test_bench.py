@@ -91,6 +91,11 @@ def test_fits_are_paired_and_reported(tmp_path):
     table = report.summary(fits)
     assert set(table.columns) >= {"median", "q25", "q75", "iqr", "fits"}
     assert report.box_plots(fits, tmp_path, {"toy": "eV"})[0].stat().st_size > 1000
+    text = report.results_markdown(fits, {"toy": "eV"})
+    rows = [line for line in text.splitlines() if line.startswith("| linear |")]
+    assert len(rows) == 4  # 2 budgets x (MAE table + win-rate table)
+    assert all(row.split(" | ")[2].startswith("**") and "**" not in row.split(" | ")[3] for row in rows[:2])
+    assert rows[2].endswith("| 1.00 |")
 
 
 def test_dim_bench_quick_run(tmp_path):
@@ -112,6 +117,7 @@ def test_dim_bench_quick_run(tmp_path):
     assert len(fits) == 2 * 2 * 2 and (fits["n_test"] == 40).all() and np.isfinite(fits["mae"]).all()
     assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["draws"] == 2
     assert (tmp_path / "out" / "box_phonons.png").is_file()
+    assert "| model | budget | dim-untrained | magpie |" in (tmp_path / "out" / "tables.md").read_text()
 
 
 def test_metal_halide_labels(examples):
