@@ -41,6 +41,11 @@ def _pipe_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _num(value: float) -> str:
+    """Three significant figures, without scientific notation up to 10⁶."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def results_markdown(fits: pd.DataFrame, units: dict[str, str], reference: str = "dim") -> str:
     """Markdown tables per task: median (interquartile range) test MAE, and the reference's paired win rates.
 
@@ -53,7 +58,7 @@ def results_markdown(fits: pd.DataFrame, units: dict[str, str], reference: str =
     for task, frame in table.groupby("task"):
         best = frame.groupby(["model", "budget"])["median"].transform("min")
         cells = [
-            ("**{}**" if m == b else "{}").format(f"{m:.3g} ({lo:.3g}–{hi:.3g})")
+            ("**{}**" if m == b else "{}").format(f"{_num(m)} ({_num(lo)}–{_num(hi)})")
             for m, b, lo, hi in zip(frame["median"], best, frame["q25"], frame["q75"])
         ]
         wide = frame.assign(cell=cells).pivot(index=["model", "budget"], columns="representation", values="cell")
