@@ -290,3 +290,7 @@ def test_distributed_two_processes_gloo(series, tmp_path):
     assert main(["diagnose", str(tmp_path / "f.json"), "--run-dir", str(tmp_path / "run"), *settings]) == 0
     diagnosis = pd.read_csv(tmp_path / "run" / "diagnosis.csv")
     assert len(diagnosis) == 9 and np.isfinite(diagnosis["mean_term"]).all()
+    from dim_featurizer.train.export import export_run
+
+    card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
+    assert "## Diagnostics" in card and "| global | false permutation |" in card

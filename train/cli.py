@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         trainer.load_checkpoint()
         table, spread = false_sample_terms(trainer)
         table.to_csv(Path(args.run_dir) / "diagnosis.csv", index=False)
+        summary = {"after_epoch": trainer.state["epoch"], "participation_ratio": spread}
+        (Path(args.run_dir) / "diagnosis.json").write_text(json.dumps(summary, indent=2))
         print(f"after epoch {trainer.state['epoch']}: JS terms per sample kind (log 2 = {CHANCE:.3f} is chance)")
         print(table.to_string(index=False, float_format="%.4f"))
         print(

@@ -25,7 +25,33 @@ def git_commit(path: Path) -> str:
         return "unknown"
 
 
-def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict) -> str:
+def diagnosis_section(run_dir: Path, n_values: int) -> str:
+    """The card's label-free diagnostics from ``dim-train diagnose`` output, or "" when there is none."""
+    if not (run_dir / "diagnosis.csv").is_file() or not (run_dir / "diagnosis.json").is_file():
+        return ""
+    table = pd.read_csv(run_dir / "diagnosis.csv")
+    summary = json.loads((run_dir / "diagnosis.json").read_text())
+    rows = "\n".join(f"| {r.level} | {r.sample} | {r.mean_term:.4f} | {r.vs_chance:.2f} |" for r in table.itertuples())
+    spread = summary["participation_ratio"]
+    return f"""
+## Diagnostics (label-free, `dim-train diagnose`, after epoch {summary["after_epoch"]})
+
+Mean Jensen-Shannon term per sample kind on the validation set: softplus(-T)
+for real samples, softplus(T) for false ones; log 2 = 0.693 is chance, lower
+means the discriminator recognises the kind.
+
+| level | sample | mean term | / log 2 |
+| --- | --- | --- | --- |
+{rows}
+
+Participation ratio (effective number of independent directions) of the
+standardised feature vectors of the validation crystals: this encoder
+{spread["trained"]:.1f}, the seeded untrained network {spread["untrained"]:.1f}
+(of {n_values} values).
+"""
+
+
+def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict, diagnostics: str = "") -> str:
     """The card: metadata header, then data, counts, config, epochs, losses, commit, hardware, time."""
     last = log.iloc[-1]
     rows = "\n".join(
@@ -115,6 +141,7 @@ global JS {last.val_global_js:.4f}, local KL {last.val_local_kl:.4f}, global KL
 {rows}
 
 ![loss curves](loss_curves.png)
+{diagnostics}
 
 ## Provenance
 
@@ -151,7 +178,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
 
     plot_curves(run_dir / "log.csv", target / "loss_curves.png", title=name)
     shutil.copyfile(run_dir / "log.csv", target / "log.csv")
-    (target / CARD_NAME).write_text(model_card(run, log, encoder.config.as_dict(), best))
+    card = model_card(run, log, encoder.config.as_dict(), best, diagnosis_section(run_dir, encoder.config.global_dim))
+    (target / CARD_NAME).write_text(card)
     manifest_path = out_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest[name] = {"files": {f: sha256(target / f) for f in (CONFIG_NAME, WEIGHTS_NAME)}}
