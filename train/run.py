@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch.distributed as dist
@@ -53,7 +54,19 @@ def prepare_run(
 ) -> tuple[Trainer, dict]:
     """Read and encode the data (cached) and build the Trainer, without training.
 
-    Takes :func:`pretrain`'s arguments except ``resume`` and ``max_steps``.
+    Args:
+        source: JSON frame file, CIF folder/zip/tar (with ``ids_csv``), or a DataFrame/Series of Structures.
+        run_dir: output folder: checkpoint.pt, log.csv, best/, run.json, excluded.json, loss_curves.png.
+        config: training hyper-parameters.
+        encoding: encoding options (max_atoms, ...).
+        split: split file; only ``subset`` ids are read (test ids never).
+        subset: the split's key to read.
+        ids_csv: for a CIF folder/archive, the CSV whose first column lists the ids.
+        cache_dir: where encoded datasets are cached.
+        limit: keep only the first ``limit`` ids (quick runs).
+        n_jobs: encoding processes.
+        device: torch device or "auto".
+        pbar: show progress bars.
 
     Returns:
         The Trainer and the run description written to ``run.json``.
@@ -103,39 +116,24 @@ def prepare_run(
 def pretrain(
     source: str | Path | pd.DataFrame | pd.Series,
     run_dir: str | Path,
-    config: TrainConfig | None = None,
-    encoding: EncodingConfig | None = None,
-    split: str | Path | None = None,
-    subset: str = "train",
-    ids_csv: str | Path | None = None,
-    cache_dir: str | Path = ".cache/dim-encodings",
-    limit: int | None = None,
     resume: bool = False,
     max_steps: int | None = None,
-    n_jobs: int = 1,
-    device: str = "auto",
     pbar: bool = True,
+    **options: Any,
 ) -> Trainer:
     """Pretrain an encoder with Deep InfoMax and leave everything in ``run_dir``.
 
     Args:
-        source: JSON frame file, CIF folder/zip/tar (with ``ids_csv``), or a DataFrame/Series of Structures.
-        run_dir: output folder: checkpoint.pt, log.csv, best/, run.json, excluded.json, loss_curves.png.
-        config: training hyper-parameters.
-        encoding: encoding options (max_atoms, ...).
-        split: split file; only ``subset`` ids are read (test ids never).
-        limit: keep only the first ``limit`` ids (quick runs).
+        source, run_dir: as for :func:`prepare_run`.
         resume: continue from run_dir's checkpoint.
         max_steps: stop after this many steps (with a checkpoint).
-        n_jobs: encoding processes.
-        device: torch device or "auto".
+        pbar: show progress bars.
+        options: any other argument of :func:`prepare_run` (config, encoding, split, cache_dir, ...).
 
     Returns:
         The :class:`Trainer`, its state holding the per-epoch history.
     """
-    trainer, info = prepare_run(
-        source, run_dir, config, encoding, split, subset, ids_csv, cache_dir, limit, n_jobs, device, pbar
-    )
+    trainer, info = prepare_run(source, run_dir, pbar=pbar, **options)
     config, run_dir = trainer.config, Path(run_dir)
     if resume and trainer.checkpoint_path.is_file():
         trainer.load_checkpoint()
