@@ -294,3 +294,21 @@ def test_distributed_two_processes_gloo(series, tmp_path):
 
     card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
     assert "## Diagnostics" in card and "| global | false permutation |" in card
+
+
+def test_commit_is_dirty_for_code_changes_only(tmp_path):
+    from dim_featurizer.train.export import git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "log.csv").write_text("1\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (tmp_path / "runs" / "log.csv").write_text("2\n")
+    assert not git_commit(tmp_path / "runs").endswith("-dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "runs").endswith("-dirty")

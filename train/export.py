@@ -14,11 +14,19 @@ from dim_featurizer.weights import CARD_NAME, CONFIG_NAME, MANIFEST_NAME, WEIGHT
 
 
 def git_commit(path: Path) -> str:
-    """The code's commit (with ``-dirty`` when the tree has changes), or "unknown"."""
+    """The code's commit (with ``-dirty`` when tracked code has changes), or "unknown".
+
+    Run artefacts (``runs/``, ``weights/``) do not count: a resumed run's own
+    checkpoint is always modified.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True)
+        code = [":(top)", ":(top,exclude)runs", ":(top,exclude)weights"]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=path, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
+            cwd=path,
+            capture_output=True,
+            text=True,
         )
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
