@@ -33,7 +33,7 @@ def git_commit(path: Path) -> str:
         return "unknown"
 
 
-def diagnosis_section(run_dir: Path, n_values: int) -> str:
+def diagnosis_section(run_dir: Path, n_values: int, kept_epoch: int) -> str:
     """The card's label-free diagnostics from ``dim-train diagnose`` output, or "" when there is none."""
     if not (run_dir / "diagnosis.csv").is_file() or not (run_dir / "diagnosis.json").is_file():
         return ""
@@ -42,8 +42,10 @@ def diagnosis_section(run_dir: Path, n_values: int) -> str:
     rows = "\n".join(f"| {r.level} | {r.sample} | {r.mean_term:.4f} | {r.vs_chance:.2f} |" for r in table.itertuples())
     spread = summary["participation_ratio"]
     return f"""
-## Diagnostics (label-free, `dim-train diagnose`, after epoch {summary["after_epoch"]})
+## Diagnostics (label-free, `dim-train diagnose`)
 
+Computed with the networks of the run's last checkpoint (after epoch
+{summary["after_epoch"]}; the encoder shipped here is epoch {kept_epoch}'s).
 Mean Jensen-Shannon term per sample kind on the validation set: softplus(-T)
 for real samples, softplus(T) for false ones; log 2 = 0.693 is chance, lower
 means the discriminator recognises the kind.
@@ -186,7 +188,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
 
     plot_curves(run_dir / "log.csv", target / "loss_curves.png", title=name)
     shutil.copyfile(run_dir / "log.csv", target / "log.csv")
-    card = model_card(run, log, encoder.config.as_dict(), best, diagnosis_section(run_dir, encoder.config.global_dim))
+    card = model_card(
+        run, log, encoder.config.as_dict(), best, diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"])
+    )
     (target / CARD_NAME).write_text(card)
     manifest_path = out_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
