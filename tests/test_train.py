@@ -20,6 +20,7 @@ from dim_featurizer.train.samples import SizeIndex, derangement, make_sample
 
 from dim_featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.config import EncodingConfig
+from dim_featurizer.encoding import EncodedCrystal
 
 SMALL = TrainConfig(epochs=2, batch_sites=60, val_fraction=0.2, checkpoint_every=2, patience=10)
 
@@ -294,6 +295,7 @@ def test_distributed_two_processes_gloo(series, tmp_path):
 
     card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
     assert "## Diagnostics" in card and "| global | false permutation |" in card
+    assert "False permutations of the 8 validation crystals" in card
 
 
 def test_commit_is_dirty_for_code_changes_only(tmp_path):
@@ -312,3 +314,23 @@ def test_commit_is_dirty_for_code_changes_only(tmp_path):
     assert not git_commit(tmp_path / "runs").endswith("-dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path / "runs").endswith("-dirty")
+
+
+def test_permutation_copies_are_recognised(examples):
+    from dim_featurizer.train.diagnose import same_environments
+
+    from dim_featurizer.encoding import encode_structure
+
+    rocksalt = encode_structure(examples["NaCl"], EncodingConfig())
+    assert rocksalt.n_sites == 2
+    swapped = EncodedCrystal(rocksalt.site_features[::-1], rocksalt.distances, rocksalt.image_of, rocksalt.repeats)
+    assert same_environments(rocksalt, swapped)  # Na <-> Cl on rock salt is rock salt again
+    perovskite = encode_structure(examples["SrTiO3"], EncodingConfig())
+    order = np.arange(perovskite.n_sites)
+    z = perovskite.site_features[:, 0]
+    a, o = int(np.flatnonzero(z == 38)[0]), int(np.flatnonzero(z == 8)[0])
+    order[[a, o]] = order[[o, a]]  # Sr onto an O site: another crystal
+    moved = EncodedCrystal(
+        perovskite.site_features[order], perovskite.distances, perovskite.image_of, perovskite.repeats
+    )
+    assert not same_environments(perovskite, moved)

@@ -86,16 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             pbar=not args.no_progress,
         )
     if args.command == "diagnose":
-        from .diagnose import CHANCE, false_sample_terms
+        from .diagnose import CHANCE, false_sample_terms, permutation_copies
 
         trainer, _ = prepare_run(args.data, args.run_dir, **common)
         trainer.load_checkpoint()
         table, spread = false_sample_terms(trainer)
+        copies = permutation_copies(trainer)
         table.to_csv(Path(args.run_dir) / "diagnosis.csv", index=False)
-        summary = {"after_epoch": trainer.state["epoch"], "participation_ratio": spread}
+        summary = {"after_epoch": trainer.state["epoch"], "participation_ratio": spread, "permutations": copies}
         (Path(args.run_dir) / "diagnosis.json").write_text(json.dumps(summary, indent=2))
         print(f"after epoch {trainer.state['epoch']}: JS terms per sample kind (log 2 = {CHANCE:.3f} is chance)")
         print(table.to_string(index=False, float_format="%.4f"))
+        print(f"false permutations of the validation crystals: {copies}")
         print(
             "participation ratio of validation feature vectors: " + ", ".join(f"{k} {v:.1f}" for k, v in spread.items())
         )

@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dim_featurizer.encoding import EncodedCrystal
 from dim_featurizer.model import untrained_encoder
 
 from .loop import Trainer
+from .samples import _species, false_permutation
 
 LOCAL_KINDS = ("other environment", "false geometry", "false composition")
 GLOBAL_KINDS = ("other crystal", "false polymorph", "false composition", "false permutation")
@@ -86,3 +88,45 @@ def false_sample_terms(trainer: Trainer) -> tuple[pd.DataFrame, dict[str, float]
     frame = pd.DataFrame(rows)
     frame["vs_chance"] = frame["mean_term"] / CHANCE
     return frame, {name: participation_ratio(np.concatenate(v)) for name, v in vectors.items()}
+
+
+def _environments(crystal: EncodedCrystal, species: np.ndarray) -> np.ndarray:
+    """Each row's (own species, sorted neighbour keys) with rows sorted: the crystal as the local encoder sees it.
+
+    ``species`` holds an integer id per unique site; distances are compared to 0.001 Å.
+    """
+    distances = np.rint(crystal.distances.astype(np.float64) * 1000).astype(np.int64)
+    keys = np.sort(distances * 4096 + species[crystal.image_of][None, :], axis=1)
+    rows = np.c_[species, keys]
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def same_environments(a: EncodedCrystal, b: EncodedCrystal) -> bool:
+    """True when two encodings of one geometry hold the same multiset of environments (so every score ties)."""
+    species, ids = np.unique(np.r_[_species(a), _species(b)], axis=0, return_inverse=True)
+    ids = ids.ravel()
+    return a.distances.shape == b.distances.shape and np.array_equal(
+        _environments(a, ids[: a.n_sites]), _environments(b, ids[a.n_sites :])
+    )
+
+
+def permutation_copies(trainer: Trainer, seed: int = 0) -> dict[str, int]:
+    """How many validation crystals' false permutations are, as the encoder sees them, the crystal itself.
+
+    Returns:
+        ``crystals``; ``unchanged`` (the permutation left the species array
+        as it was: masked in training); ``copies`` (a changed species array
+        with the same multiset of environments, e.g. swapping the two sites of
+        rock salt: unlearnable, not masked); ``distinct`` (the rest).
+    """
+    rng = np.random.default_rng(seed)
+    counts = {"crystals": 0, "unchanged": 0, "copies": 0, "distinct": 0}
+    for index in trainer.val_idx:
+        crystal = trainer.dataset.crystal(int(index))
+        permuted = false_permutation(crystal, rng)
+        counts["crystals"] += 1
+        if np.array_equal(_species(crystal), _species(permuted)):
+            counts["unchanged"] += 1
+        else:
+            counts["copies" if same_environments(crystal, permuted) else "distinct"] += 1
+    return counts

@@ -41,6 +41,14 @@ def diagnosis_section(run_dir: Path, n_values: int, kept_epoch: int) -> str:
     summary = json.loads((run_dir / "diagnosis.json").read_text())
     rows = "\n".join(f"| {r.level} | {r.sample} | {r.mean_term:.4f} | {r.vs_chance:.2f} |" for r in table.itertuples())
     spread = summary["participation_ratio"]
+    perm = summary.get("permutations")
+    copies = (
+        f"\n\nFalse permutations of the {perm['crystals']} validation crystals: {perm['unchanged']} left the "
+        f"species unchanged (masked), {perm['copies']} reproduce the crystal's own environments exactly (not "
+        f"masked, unlearnable), {perm['distinct']} are distinct."
+        if perm
+        else ""
+    )
     return f"""
 ## Diagnostics (label-free, `dim-train diagnose`)
 
@@ -57,7 +65,7 @@ means the discriminator recognises the kind.
 Participation ratio (effective number of independent directions) of the
 standardised feature vectors of the validation crystals: this encoder
 {spread["trained"]:.1f}, the seeded untrained network {spread["untrained"]:.1f}
-(of {n_values} values).
+(of {n_values} values).{copies}
 """
 
 
