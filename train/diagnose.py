@@ -18,7 +18,7 @@ from dim_featurizer.encoding import EncodedCrystal
 from dim_featurizer.model import untrained_encoder
 
 from .loop import Trainer
-from .samples import _species, false_permutation
+from .samples import false_permutation, site_species
 
 LOCAL_KINDS = ("other environment", "false geometry", "false composition")
 GLOBAL_KINDS = ("other crystal", "false polymorph", "false composition", "false permutation")
@@ -48,7 +48,8 @@ def false_sample_terms(trainer: Trainer) -> tuple[pd.DataFrame, dict[str, float]
     ones, with the same false samples and noise as the validation loss.
     log 2 ≈ 0.693 is chance; lower means the kind is recognised. Local terms
     are averaged over real (site, neighbour) pairs, global terms over crystals
-    (false samples identical to their real crystal are skipped).
+    (false samples whose species equal the real crystal's are skipped, as in
+    training).
 
     Args:
         trainer: a Trainer, typically after ``load_checkpoint``.
@@ -103,7 +104,7 @@ def _environments(crystal: EncodedCrystal, species: np.ndarray) -> np.ndarray:
 
 def same_environments(a: EncodedCrystal, b: EncodedCrystal) -> bool:
     """True when two encodings of one geometry hold the same multiset of environments (so every score ties)."""
-    species, ids = np.unique(np.r_[_species(a), _species(b)], axis=0, return_inverse=True)
+    _, ids = np.unique(np.r_[site_species(a), site_species(b)], axis=0, return_inverse=True)
     ids = ids.ravel()
     return a.distances.shape == b.distances.shape and np.array_equal(
         _environments(a, ids[: a.n_sites]), _environments(b, ids[a.n_sites :])
@@ -125,7 +126,7 @@ def permutation_copies(trainer: Trainer, seed: int = 0) -> dict[str, int]:
         crystal = trainer.dataset.crystal(int(index))
         permuted = false_permutation(crystal, rng)
         counts["crystals"] += 1
-        if np.array_equal(_species(crystal), _species(permuted)):
+        if np.array_equal(site_species(crystal), site_species(permuted)):
             counts["unchanged"] += 1
         else:
             counts["copies" if same_environments(crystal, permuted) else "distinct"] += 1

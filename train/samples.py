@@ -51,7 +51,7 @@ class TrainingSample:
         )
 
 
-def _species(crystal: EncodedCrystal) -> np.ndarray:
+def site_species(crystal: EncodedCrystal) -> np.ndarray:
     """(n, 2) atomic number and oxidation state per site: what defines a species."""
     return crystal.site_features[:, [0, 8]]
 
@@ -124,12 +124,12 @@ def make_sample(
         donor = dataset.crystal(sizes.donor(int(index), rng))
         comp = false_composition(own, donor, rng)
         perm = false_permutation(own, rng)
-        own_species = _species(own)
+        own_species = site_species(own)
         valid.append(
             [
                 True,  # another geometry (its distance matrix differs) with own species
-                not _same_multiset(_species(comp), own_species),
-                bool(np.any(_species(perm) != own_species)),
+                not _same_multiset(site_species(comp), own_species),
+                bool(np.any(site_species(perm) != own_species)),
             ]
         )
         polymorphs.append(poly)
