@@ -293,7 +293,9 @@ def test_distributed_two_processes_gloo(series, tmp_path):
     assert len(diagnosis) == 9 and np.isfinite(diagnosis["mean_term"]).all()
     from dim_featurizer.train.export import export_run
 
+    (tmp_path / "run" / "limitations.md").write_text("Only a toy.\n")
     card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
+    assert "## Limitations\n\nOnly a toy." in card
     assert "## Diagnostics" in card and "| global | false permutation |" in card
     assert "False permutations of the 8 validation crystals" in card
 

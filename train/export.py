@@ -12,6 +12,9 @@ import pandas as pd
 
 from dim_featurizer.weights import CARD_NAME, CONFIG_NAME, MANIFEST_NAME, WEIGHTS_NAME, load_pretrained, sha256
 
+#: Optional hand-written notes in a run folder, copied into the card's "Limitations" section.
+LIMITATIONS = "limitations.md"
+
 
 def git_commit(path: Path) -> str:
     """The code's commit (with ``-dirty`` when tracked code has changes), or "unknown".
@@ -69,7 +72,7 @@ standardised feature vectors of the validation crystals: this encoder
 """
 
 
-def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict, diagnostics: str = "") -> str:
+def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict, notes: str = "") -> str:
     """The card: metadata header, then data, counts, config, epochs, losses, commit, hardware, time."""
     last = log.iloc[-1]
     rows = "\n".join(
@@ -159,7 +162,7 @@ global JS {last.val_global_js:.4f}, local KL {last.val_local_kl:.4f}, global KL
 {rows}
 
 ![loss curves](loss_curves.png)
-{diagnostics}
+{notes}
 
 ## Provenance
 
@@ -196,9 +199,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
 
     plot_curves(run_dir / "log.csv", target / "loss_curves.png", title=name)
     shutil.copyfile(run_dir / "log.csv", target / "log.csv")
-    card = model_card(
-        run, log, encoder.config.as_dict(), best, diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"])
-    )
+    notes = diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"])
+    if (run_dir / LIMITATIONS).is_file():  # written by whoever evaluated the weights
+        notes += "\n## Limitations\n\n" + (run_dir / LIMITATIONS).read_text().strip() + "\n"
+    card = model_card(run, log, encoder.config.as_dict(), best, notes)
     (target / CARD_NAME).write_text(card)
     manifest_path = out_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
