@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from dim_featurizer.provenance import machine
 
 from . import report
 from .protocol import MODELS, run_fits
-from .representations import REPRESENTATIONS, cached_features, check_pretraining_card
+from .representations import REPRESENTATIONS, cached_features, check_pretraining_card, representation_key
 from .tasks import TASKS, draw_subsets, load_task
 
 BUDGETS = (50, 100, 250, 1000)
@@ -66,11 +68,21 @@ def main(argv: list[str] | None = None) -> int:
             continue
         pool = task.pool.iloc[used]
         remapped = {k: np.searchsorted(used, v) for k, v in subsets.items()}
-        fits = run_fits(name, features, pool, task.test, task.target, remapped, tuple(args.models), args.n_jobs, pbar)
-        fits["failed_featurisations"] = fits["representation"].map(
-            {rep: int(frame.isna().all(axis=1).sum()) for rep, frame in features.items()}
-        )
-        all_fits.append(fits)
+        protocol = json.dumps([args.draws, args.budgets, args.seed, args.test_limit, args.models])
+        for rep, frame in features.items():
+            # One stored part per task and representation: a killed run keeps every finished one.
+            key = representation_key(rep, REPRESENTATIONS[rep]())
+            digest = hashlib.sha256(f"{protocol}{key}".encode()).hexdigest()[:12]
+            part = args.cache_dir / "fits" / f"{name}-{rep}-{digest}.csv"
+            if not part.is_file():
+                fits = run_fits(
+                    name, {rep: frame}, pool, task.test, task.target, remapped, tuple(args.models), args.n_jobs, pbar
+                )
+                fits["failed_featurisations"] = int(frame.isna().all(axis=1).sum())
+                part.parent.mkdir(parents=True, exist_ok=True)
+                fits.to_csv(part.with_suffix(".tmp"), index=False)
+                os.replace(part.with_suffix(".tmp"), part)
+            all_fits.append(pd.read_csv(part))
         if not args.no_tsne and {"dim", "dim-untrained"} <= set(features):
             vectors = {rep: features[rep].loc[task.test.index].to_numpy() for rep in ("dim", "dim-untrained")}
             report.tsne_plot(vectors, report.metal_halide(task.test["structure"]), args.out / f"tsne_{name}.png")

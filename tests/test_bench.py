@@ -118,6 +118,11 @@ def test_dim_bench_quick_run(tmp_path):
     assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["draws"] == 2
     assert (tmp_path / "out" / "box_phonons.png").is_file()
     assert "| model | budget | dim-untrained | magpie |" in (tmp_path / "out" / "tables.md").read_text()
+    parts = sorted((tmp_path / "c" / "fits").glob("phonons-*.csv"))
+    assert len(parts) == 2  # one stored part per representation
+    parts[0].write_text(parts[0].read_text().replace("phonons,", "stored,"))  # a rerun must reuse the parts
+    assert main(args + ["--n-jobs", "1", "--no-progress", "--no-tsne"]) == 0
+    assert "stored" in set(pd.read_csv(tmp_path / "out" / "fits.csv")["task"])
 
 
 def test_metal_halide_labels(examples):
