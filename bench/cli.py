@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--featurize-only", action="store_true", help="fill the feature cache and stop (e.g. OFM ahead of the fits)"
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the outputs from the stored fits only; (task, representation) pairs not run yet are listed",
+    )
     p.add_argument("--no-tsne", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -50,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     pbar = not args.no_progress
-    all_fits, units = [], {}
+    all_fits, units, missing = [], {}, []
+    protocol = json.dumps([args.draws, args.budgets, args.seed, args.test_limit, args.models])
     for name in args.tasks:
         task = load_task(name, args.data_dir, args.test_limit)
         units[name] = task.unit
@@ -60,21 +67,24 @@ def main(argv: list[str] | None = None) -> int:
         subsets = draw_subsets(len(task.pool), args.budgets, args.draws, args.seed)
         used = np.unique(np.concatenate(list(subsets.values())))
         needed = pd.concat([task.pool["structure"].iloc[used], task.test["structure"]])
-        features = {
-            rep: cached_features(rep, needed, args.cache_dir / task.source.split(".")[0], pbar=pbar, n_jobs=args.n_jobs)
-            for rep in args.representations
-        }
-        if args.featurize_only:
-            continue
         pool = task.pool.iloc[used]
         remapped = {k: np.searchsorted(used, v) for k, v in subsets.items()}
-        protocol = json.dumps([args.draws, args.budgets, args.seed, args.test_limit, args.models])
-        for rep, frame in features.items():
+
+        folder = args.cache_dir / task.source.split(".")[0]
+        features = partial(cached_features, structures=needed, cache_dir=folder, pbar=pbar, n_jobs=args.n_jobs)
+
+        for rep in args.representations:
+            if args.featurize_only:
+                features(rep)
+                continue
             # One stored part per task and representation: a killed run keeps every finished one.
-            key = representation_key(rep, REPRESENTATIONS[rep]())
-            digest = hashlib.sha256(f"{protocol}{key}".encode()).hexdigest()[:12]
-            part = args.cache_dir / "fits" / f"{name}-{rep}-{digest}.csv"
+            digest = hashlib.sha256(f"{protocol}{representation_key(rep, REPRESENTATIONS[rep]())}".encode())
+            part = args.cache_dir / "fits" / f"{name}-{rep}-{digest.hexdigest()[:12]}.csv"
+            if not part.is_file() and args.report_only:
+                missing.append(f"{name}/{rep}")
+                continue
             if not part.is_file():
+                frame = features(rep)
                 fits = run_fits(
                     name, {rep: frame}, pool, task.test, task.target, remapped, tuple(args.models), args.n_jobs, pbar
                 )
@@ -83,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 fits.to_csv(part.with_suffix(".tmp"), index=False)
                 os.replace(part.with_suffix(".tmp"), part)
             all_fits.append(pd.read_csv(part))
-        if not args.no_tsne and {"dim", "dim-untrained"} <= set(features):
-            vectors = {rep: features[rep].loc[task.test.index].to_numpy() for rep in ("dim", "dim-untrained")}
+        if not (args.no_tsne or args.featurize_only) and {"dim", "dim-untrained"} <= set(args.representations):
+            vectors = {rep: features(rep).loc[task.test.index].to_numpy() for rep in ("dim", "dim-untrained")}
             report.tsne_plot(vectors, report.metal_halide(task.test["structure"]), args.out / f"tsne_{name}.png")
     if args.featurize_only:
         print(f"dim-bench: features cached in {args.cache_dir}")
@@ -97,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     report.box_plots(fits, args.out, units)
     (args.out / "tables.md").write_text(report.results_markdown(fits, units))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    meta = {"settings": settings, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    meta = {"settings": settings, "missing": missing, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
     (args.out / "run.json").write_text(json.dumps(meta, indent=2))
-    print(f"dim-bench: {len(fits)} fits; results in {args.out}")
+    print(f"dim-bench: {len(fits)} fits; results in {args.out}" + (f"; not run yet: {missing}" if missing else ""))
     return 0
 
 

@@ -123,6 +123,12 @@ def test_dim_bench_quick_run(tmp_path):
     parts[0].write_text(parts[0].read_text().replace("phonons,", "stored,"))  # a rerun must reuse the parts
     assert main(args + ["--n-jobs", "1", "--no-progress", "--no-tsne"]) == 0
     assert "stored" in set(pd.read_csv(tmp_path / "out" / "fits.csv")["task"])
+    # Report-only: outputs from stored fits; a representation never fitted is listed, not computed.
+    at = args.index("magpie") + 1
+    report_args = [*args[:at], "xrd", *args[at:]]
+    assert main(report_args + ["--report-only", "--no-progress", "--no-tsne"]) == 0
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["missing"] == ["phonons/xrd"] and not list((tmp_path / "c").rglob("xrd"))
 
 
 def test_metal_halide_labels(examples):
