@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     pbar = not args.no_progress
-    all_fits, units, missing = [], {}, []
+    all_fits, units, missing, drawn = [], {}, [], {}
     protocol = json.dumps([args.draws, args.budgets, args.seed, args.test_limit, args.models])
     for name in args.tasks:
         task = load_task(name, args.data_dir, args.test_limit)
@@ -94,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                 os.replace(part.with_suffix(".tmp"), part)
             all_fits.append(pd.read_csv(part))
         if not (args.no_tsne or args.featurize_only) and {"dim", "dim-untrained"} <= set(args.representations):
+            target = args.out / f"tsne_{name}.png"
+            if task.source in drawn:  # e_form and gap share their test crystals: one embedding
+                shutil.copyfile(drawn[task.source], target)
+                continue
             vectors = {rep: features(rep).loc[task.test.index].to_numpy() for rep in ("dim", "dim-untrained")}
-            report.tsne_plot(vectors, report.metal_halide(task.test["structure"]), args.out / f"tsne_{name}.png")
+            drawn[task.source] = report.tsne_plot(vectors, report.metal_halide(task.test["structure"]), target)
     if args.featurize_only:
         print(f"dim-bench: features cached in {args.cache_dir}")
         return 0
