@@ -83,8 +83,8 @@ def box_plots(fits: pd.DataFrame, out_dir: str | Path, units: dict[str, str]) ->
     import matplotlib.pyplot as plt
 
     paths = []
-    reps = sorted(fits["representation"].unique())
     for task, frame in fits.groupby("task"):
+        reps = sorted(frame["representation"].unique())
         models = sorted(frame["model"].unique())
         fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
         budgets = sorted(frame["budget"].unique())
