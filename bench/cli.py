@@ -52,13 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fits_part(args: argparse.Namespace, task: str, rep: str) -> Path:
+    """Where one (task, representation) set of fits is stored, keyed by the protocol and the weights.
+
+    One part per pair, written atomically, so a killed run keeps every finished one.
+    """
+    protocol = json.dumps([args.draws, args.budgets, args.seed, args.test_limit, args.models])
+    digest = hashlib.sha256(f"{protocol}{representation_key(rep, REPRESENTATIONS[rep]())}".encode()).hexdigest()
+    return args.cache_dir / "fits" / f"{task}-{rep}-{digest[:12]}.csv"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     args = build_parser().parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     pbar = not args.no_progress
     all_fits, units, missing, drawn = [], {}, [], {}
-    protocol = json.dumps([args.draws, args.budgets, args.seed, args.test_limit, args.models])
     for name in args.tasks:
         task = load_task(name, args.data_dir, args.test_limit)
         units[name] = task.unit
@@ -78,13 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.featurize_only:
                 features(rep)
                 continue
-            # One stored part per task and representation: a killed run keeps every finished one.
-            digest = hashlib.sha256(f"{protocol}{representation_key(rep, REPRESENTATIONS[rep]())}".encode())
-            part = args.cache_dir / "fits" / f"{name}-{rep}-{digest.hexdigest()[:12]}.csv"
-            if not part.is_file() and args.report_only:
-                missing.append(f"{name}/{rep}")
-                continue
+            part = _fits_part(args, name, rep)
             if not part.is_file():
+                if args.report_only:
+                    missing.append(f"{name}/{rep}")
+                    continue
                 frame = features(rep)
                 fits = run_fits(
                     name, {rep: frame}, pool, task.test, task.target, remapped, tuple(args.models), args.n_jobs, pbar
