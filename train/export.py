@@ -91,8 +91,8 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict,
         drop = recent[max(0, len(recent) - 4)] - recent[-1]
         stopped_early = (
             f"\n\n**Not converged.** The run stopped ({run['stop_reason']}) before its validation loss plateaued: "
-            f"it fell by "
-            f"{drop:.4f} over the last {min(3, len(recent) - 1)} epochs. `dim-train fit ... --resume` on the "
+            f"it fell by {drop:.4f} over the last {min(3, len(recent) - 1)} epochs. "
+            "`dim-train fit ... --resume` on the "
             "committed checkpoint (with a higher `--epochs` after an epoch limit) continues it."
         )
     parts = run.get("segments") or [{"epochs": [1, len(log)], "commit": run["commit"], "hardware": run["hardware"]}]
