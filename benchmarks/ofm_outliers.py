@@ -1,0 +1,64 @@
+"""Why OFM's test MAE is so large in results/: a few far-out test crystals, not typical errors.
+
+For each mp2018 task, the first harness draw at 1,000 labels is fitted with
+the harness's own MLP pipeline, for OFM and for untrained DIM (the peer, same
+draw, same process). Printed per representation: test MAE, median absolute
+error, the share of the summed error carried by the worst 1% of test
+crystals, and how far the test features lie from the labelled subset after
+the pipeline's standardisation (largest |z| over all features).
+
+Reads features from the harness cache only (run ``dim-bench`` first).
+
+    python benchmarks/ofm_outliers.py --cache-dir .cache/dim-bench > benchmarks/ofm_outliers_cpu.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dim_featurizer.bench.protocol import make_model
+from dim_featurizer.bench.representations import cached_features
+from dim_featurizer.bench.tasks import draw_subsets, load_task
+
+from dim_featurizer.frames import default_data_dir
+from dim_featurizer.provenance import machine
+
+REPS = ("ofm", "dim-untrained")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/dim-bench"))
+    parser.add_argument("--budget", type=int, default=1000)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print("| task | representation | MAE | median AE | worst-1% error share | max abs z | test rows abs z > 50 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in ("e_form", "gap"):
+        task = load_task(name, args.data_dir)
+        rows = draw_subsets(len(task.pool), [args.budget], 1)[args.budget, 0]
+        structures = task.pool["structure"].iloc[rows]
+        folder = args.cache_dir / task.source.split(".")[0]
+        for rep in REPS:
+            frame = cached_features(rep, pd.concat([structures, task.test["structure"]]), folder, pbar=False)
+            x_train, x_test = frame.iloc[: len(rows)].to_numpy(), frame.iloc[len(rows) :].to_numpy()
+            y_train, y_test = task.pool[task.target].to_numpy(float)[rows], task.test[task.target].to_numpy(float)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = make_model("mlp", 0).fit(x_train, y_train)
+            error = np.abs(model.predict(x_test) - y_test)
+            worst = np.sort(error)[-max(1, len(error) // 100) :].sum() / error.sum()
+            z = np.abs(model[:-1].transform(x_test)).max(axis=1)
+            print(
+                f"| {name} | {rep} | {error.mean():.3g} | {np.median(error):.3g} | {worst:.2f} | "
+                f"{z.max():.3g} | {(z > 50).sum()} of {len(z)} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
