@@ -5,7 +5,9 @@ the harness's own MLP pipeline, for OFM and for untrained DIM (the peer, same
 draw, same process). Printed per representation: test MAE, median absolute
 error, the share of the summed error carried by the worst 1% of test
 crystals, and how far the test features lie from the labelled subset after
-the pipeline's standardisation (largest |z| over all features).
+the pipeline's standardisation (largest |z| over all features), and how
+many features reach |z| > 50, with the median number of labelled crystals
+in which those features are non-zero.
 
 Reads features from the harness cache only (run ``dim-bench`` first).
 
@@ -37,8 +39,11 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=1000)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    print("| task | representation | MAE | median AE | worst-1% error share | max abs z | test rows abs z > 50 |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| task | representation | MAE | median AE | worst-1% error share | max abs z | test rows abs z > 50 "
+        "| columns abs z > 50 (median labelled rows non-zero) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in ("e_form", "gap"):
         task = load_task(name, args.data_dir)
         rows = draw_subsets(len(task.pool), [args.budget], 1)[args.budget, 0]
@@ -53,10 +58,12 @@ def main() -> None:
                 model = make_model("mlp", 0).fit(x_train, y_train)
             error = np.abs(model.predict(x_test) - y_test)
             worst = np.sort(error)[-max(1, len(error) // 100) :].sum() / error.sum()
-            z = np.abs(model[:-1].transform(x_test)).max(axis=1)
+            z_all = np.abs(model[:-1].transform(x_test))
+            z, far = z_all.max(axis=1), (z_all > 50).any(axis=0)
+            nonzero = np.median((x_train[:, far] != 0).sum(axis=0)) if far.any() else 0
             print(
                 f"| {name} | {rep} | {error.mean():.3g} | {np.median(error):.3g} | {worst:.2f} | "
-                f"{z.max():.3g} | {(z > 50).sum()} of {len(z)} |"
+                f"{z.max():.3g} | {(z > 50).sum()} of {len(z)} | {far.sum()} ({nonzero:.0f} of {len(rows)}) |"
             )
 
 
