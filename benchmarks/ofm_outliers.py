@@ -2,12 +2,14 @@
 
 For each mp2018 task, the first harness draw at 1,000 labels is fitted with
 the harness's own MLP pipeline, for OFM and for untrained DIM (the peer, same
-draw, same process). Printed per representation: test MAE, median absolute
-error, the share of the summed error carried by the worst 1% of test
-crystals, and how far the test features lie from the labelled subset after
-the pipeline's standardisation (largest |z| over all features), and how
-many features reach |z| > 50, with the median number of labelled crystals
-in which those features are non-zero.
+draw, same process). Printed per representation:
+
+- test MAE and median absolute error (target units);
+- the share of the summed error carried by the worst 1% of test crystals;
+- the largest |z| of a test feature after the pipeline's standardisation,
+  and how many test crystals have one above 50;
+- how many features reach |z| > 50, and the median number of labelled
+  crystals in which those features are non-zero.
 
 Reads features from the harness cache only (run ``dim-bench`` first).
 
