@@ -29,11 +29,10 @@ setup(
     package_dir={
         "dim_featurizer": "dim_featurizer",
         "dim_featurizer.train": "train",
-        "dim_featurizer.bench": "bench",
         "dim_featurizer.bundled_weights": "weights",
     },
     package_data={
-        "dim_featurizer.examples": ["*.cif"],
+        "dim_featurizer.examples": ["*.cif", "sample_data/*"],
         "dim_featurizer.bundled_weights": ["manifest.json", "*/config.json", "*/model.safetensors", "*/README.md"],
     },
     install_requires=[

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.frames import default_data_dir, read_frame, read_split
 from dim_featurizer.provenance import machine
+from dim_featurizer.readers import default_data_dir, read_frame, read_split
 
 
 def timed(featurizer, structures, **kwargs) -> tuple[float, np.ndarray]:

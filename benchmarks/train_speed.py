@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 
 import torch
+from dim_featurizer.train.build import build_setup
 from dim_featurizer.train.cache import cached_dataset
 from dim_featurizer.train.data import load_structures
 from dim_featurizer.train.loop import TrainConfig, Trainer, epoch_batches, step_rng
 
 from dim_featurizer.config import EncodingConfig
-from dim_featurizer.frames import default_data_dir, read_split
 from dim_featurizer.model import LocalEncoder
 from dim_featurizer.provenance import machine
+from dim_featurizer.readers import default_data_dir, read_split
 
 
 def literal_environments(self, sites, rows, neighbor_index, distances, mask):
@@ -70,7 +71,7 @@ def main() -> None:
     variants = {"full": (False, False), "ablation": (True, False), "literal": (False, True)}
     for name, (only_other, literal) in variants.items():
         config = TrainConfig(only_other=only_other)
-        trainer = Trainer(dataset, "/tmp/unused-run", config, EncodingConfig(), device=args.device)
+        trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device=args.device), "/tmp/unused-run")
         batches = epoch_batches(dataset.n_sites, trainer.train_idx, config.batch_sites, 0, 0)
         original = LocalEncoder.environments
         if literal:

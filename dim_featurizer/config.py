@@ -1,4 +1,7 @@
-"""Plain, serialisable configuration objects for the encoding and the encoder."""
+"""The encoder's plain, serialisable configuration (``config.json`` of a weights folder).
+
+``EncodingConfig`` lives beside the encoding in :mod:`dim_featurizer.encoding`; it is re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -7,47 +10,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-OXIDATION_MODES = ("given", "guess", "zero")
+from dim_featurizer.encoding import ENCODING_VERSION, OXIDATION_MODES, EncodingConfig
 
-
-@dataclass(frozen=True)
-class EncodingConfig:
-    """How a ``Structure`` becomes tensors (METHOD.md §1).
-
-    Attributes:
-        max_atoms: largest near-cubic supercell built from the primitive cell.
-        oxidation: ``"given"`` uses oxidation states the structure carries (0
-            where it carries none), ``"guess"`` asks pymatgen for a
-            charge-balanced guess (cached per formula, 0 when none exists),
-            ``"zero"`` ignores them.
-        symprec: spglib tolerance for the primitive-cell search, Å.
-        min_distance: atoms closer than this are overlapping, Å.
-        max_sites: largest primitive cell accepted; larger is an error.
-    """
-
-    max_atoms: int = 50
-    oxidation: str = "given"
-    symprec: float = 0.01
-    min_distance: float = 0.5
-    max_sites: int = 2000
-
-    def __post_init__(self) -> None:
-        if self.oxidation not in OXIDATION_MODES:
-            raise ValueError(f"oxidation must be one of {OXIDATION_MODES}, got {self.oxidation!r}")
-        if self.max_atoms < 1 or self.max_sites < 1:
-            raise ValueError("max_atoms and max_sites must be positive")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EncodingConfig:
-        """Build from :meth:`as_dict` output; unknown keys are an error."""
-        return cls(**_known(cls, d))
+__all__ = ["ENCODING_VERSION", "OXIDATION_MODES", "EncodingConfig", "ModelConfig"]
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``d`` that are fields of ``cls``; unknown keys are an error."""
     names = {f.name for f in fields(cls)}
     extra = set(d) - names - {"@module", "@class"}
     if extra:
@@ -70,6 +39,13 @@ class ModelConfig:
         feature_mean, feature_std: site-feature standardisation constants.
         distance_mean, distance_std: distance standardisation, Å.
         encoding: the encoding the weights were trained with.
+        encoding_version: ``encoding.ENCODING_VERSION`` when the weights were
+            trained; loading refuses weights made for another version.
+        pretraining: facts about how the weights were made, as data (None for
+            untrained weights): ``labels_read`` (property labels read, a list),
+            ``test_ids_read`` (ids of the split's held-out lists among the
+            structures read), the data, split and subset, the run's settings.
+            The benchmark reads these, never the prose of a model card.
         max_pairs: rows are processed in chunks of at most this many
             (site, neighbour) pairs, bounding memory; results do not depend on it.
     """
@@ -84,6 +60,8 @@ class ModelConfig:
     distance_mean: float = 0.0
     distance_std: float = 1.0
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    encoding_version: int = ENCODING_VERSION
+    pretraining: dict[str, Any] | None = None
     max_pairs: int = 262_144
 
     def __post_init__(self) -> None:

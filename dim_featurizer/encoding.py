@@ -11,7 +11,8 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
@@ -19,7 +20,6 @@ from typing import Any
 import numpy as np
 import spglib
 
-from dim_featurizer.config import EncodingConfig
 from dim_featurizer.elements import element_table, missing_properties
 from dim_featurizer.errors import (
     DisorderedStructureError,
@@ -31,10 +31,63 @@ from dim_featurizer.errors import (
     UnsupportedElementError,
 )
 
+#: Bump when this module changes what it produces: caches keyed on it are rebuilt,
+#: and weights recorded with another version are refused.
+ENCODING_VERSION = 1
 # Integer shifts to the 27 neighbouring cells, for minimum-image search.
 _IMAGES = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
 # Bound on (row, column, image) triples held at once while computing distances.
 _DISTANCE_CHUNK = 2_000_000
+
+
+OXIDATION_MODES = ("given", "guess", "zero")
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """How a ``Structure`` becomes tensors (METHOD.md §1).
+
+    Attributes:
+        max_atoms: largest near-cubic supercell built from the primitive cell.
+        oxidation: ``"given"`` uses oxidation states the structure carries (0
+            where it carries none), ``"guess"`` asks pymatgen for a
+            charge-balanced guess (cached per formula, 0 when none exists),
+            ``"zero"`` ignores them.
+        symprec: spglib tolerance for the primitive-cell search, Å.
+        min_distance: atoms closer than this are overlapping, Å.
+        max_sites: largest primitive cell accepted; larger is an error.
+    """
+
+    max_atoms: int = 50
+    oxidation: str = "given"
+    symprec: float = 0.01
+    min_distance: float = 0.5
+    max_sites: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.oxidation not in OXIDATION_MODES:
+            raise ValueError(f"oxidation must be one of {OXIDATION_MODES}, got {self.oxidation!r}")
+        if self.max_atoms < 1 or self.max_sites < 1:
+            raise ValueError("max_atoms and max_sites must be positive")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncodingConfig:
+        """Build from :meth:`as_dict` output; unknown keys are an error."""
+        extra = set(d) - {f.name for f in fields(cls)} - {"@module", "@class"}
+        if extra:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(extra)}")
+        return cls(**{k: v for k, v in d.items() if k not in ("@module", "@class")})
+
+
+SPAWN_HINT = (
+    "With n_jobs > 1 the structures are encoded in spawned processes, and each one imports your "
+    'script\'s main module: put the code that featurises under `if __name__ == "__main__":` '
+    "(see the multiprocessing docs, 'safe importing of main module'), or use n_jobs=1."
+)
 
 
 @dataclass(frozen=True)
@@ -64,16 +117,6 @@ class EncodedCrystal:
     def n_atoms(self) -> int:
         """Number of supercell atoms (columns)."""
         return int(self.distances.shape[1])
-
-
-def describe(entry: Any) -> str:
-    """Return a short human name for an entry, for error messages."""
-    from pymatgen.core import Structure
-
-    if isinstance(entry, Structure) and len(entry) > 0 and entry.is_ordered:
-        return f"Structure {entry.composition.reduced_formula}"
-    text = repr(entry)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _validate(structure: Any, config: EncodingConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -318,6 +361,22 @@ def _encode_safe(entry: Any, config: EncodingConfig) -> tuple[EncodedCrystal | N
         return None, e
 
 
+def encoding_workers(n_jobs: int | None, n_entries: int) -> int:
+    """The number of worker processes ``encode_many`` starts (1: none, encode in this process).
+
+    Raises:
+        RuntimeError: workers are needed but this process is itself a spawned
+            worker importing a main script that has no ``__main__`` guard;
+            failing here, at once, beats a pool that breaks minutes later.
+    """
+    n_jobs = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
+    if n_jobs <= 1 or n_entries < 2 * n_jobs:
+        return 1
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(SPAWN_HINT)
+    return n_jobs
+
+
 def encode_many(
     entries: Sequence[Any], config: EncodingConfig, n_jobs: int | None = 1
 ) -> Iterator[tuple[EncodedCrystal | None, Exception | None]]:
@@ -330,11 +389,14 @@ def encode_many(
             and this module never imports torch, so they cannot deadlock torch
             or touch a CUDA context.
     """
-    n_jobs = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
-    if n_jobs <= 1 or len(entries) < 2 * n_jobs:
+    n_jobs = encoding_workers(n_jobs, len(entries))
+    if n_jobs <= 1:
         yield from (_encode_safe(x, config) for x in entries)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
-        chunksize = max(1, min(64, len(entries) // (4 * n_jobs)))
-        yield from pool.map(_encode_safe, entries, repeat(config), chunksize=chunksize)
+    try:
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+            chunksize = max(1, min(64, len(entries) // (4 * n_jobs)))
+            yield from pool.map(_encode_safe, entries, repeat(config), chunksize=chunksize)
+    except BrokenProcessPool as e:
+        raise RuntimeError(f"the encoding worker processes died ({e}). {SPAWN_HINT}") from e

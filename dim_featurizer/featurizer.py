@@ -4,40 +4,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from matminer.featurizers.base import BaseFeaturizer
 from tqdm.auto import tqdm
 
 from dim_featurizer.batching import collate, plan_batches
-from dim_featurizer.encoding import EncodedCrystal, describe, encode_many
-from dim_featurizer.errors import FeaturizationError
+from dim_featurizer.devices import resolve_device
+from dim_featurizer.encoding import EncodedCrystal, encode_many, encoding_workers
+from dim_featurizer.errors import name_entry
 from dim_featurizer.weights import load_weights
 
 # Entries encoded before their vectors are computed: bounds memory on huge inputs.
 _CHUNK = 2048
 
 
-def _named(error: BaseException, index: int, entry: Any) -> BaseException:
-    """Return ``error`` re-made with a message naming the entry; same type when possible."""
-    message = f"entry {index} ({describe(entry)}): {error}"
-    try:
-        named = type(error)(message)
-    except Exception:  # noqa: BLE001 - exotic exception signatures
-        named = FeaturizationError(message)
-    named.__cause__ = error
-    return named
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else is passed to torch."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+# featurize_dataframe hands matminer's featurize_many bare values; this carries the frame's index
+# into error messages without storing anything on the estimator.
+_ENTRY_IDS: ContextVar[pd.Index | None] = ContextVar("entry_ids", default=None)
 
 
 class DeepInfoMaxFeaturizer(BaseFeaturizer):
@@ -123,7 +111,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
     # -- matminer API --------------------------------------------------------
     def featurize(self, structure: Any) -> list[float]:
         """Return the feature vector of one ``Structure``; raise a named error for bad input."""
-        return self.featurize_many([structure], pbar=False)[0]
+        return self._rows([structure], None, ignore_errors=False, return_errors=False, pbar=False, single=True)[0]
 
     def feature_labels(self) -> list[str]:
         """Return a new list of the D labels ``DIM_0`` … ``DIM_{D-1}``."""
@@ -179,26 +167,16 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """
         if return_errors and not ignore_errors:
             raise ValueError("return_errors=True needs ignore_errors=True")
-        items = self._entries(entries)
-        if not self._loaded():
-            self._load()
-        rows: list[list[Any]] = []
-        width = self.model_.config.global_dim
-        progress = tqdm(
-            total=len(items), desc=type(self).__name__, disable=not pbar, **(pbar if isinstance(pbar, dict) else {})
-        )
-        with progress:
-            for start in range(0, len(items), _CHUNK):
-                chunk = items[start : start + _CHUNK]
-                vectors, errors = self._featurize_chunk(chunk, progress)
-                for offset, (vector, error) in enumerate(zip(vectors, errors)):
-                    if error is not None and not ignore_errors:
-                        raise _named(error, start + offset, chunk[offset])
-                    row = [float("nan")] * width if error is not None else vector.tolist()
-                    if return_errors:
-                        row.append(float("nan") if error is None else str(_named(error, start + offset, chunk[offset])))
-                    rows.append(row)
-        return rows
+        keys = entries.index if isinstance(entries, (pd.Series, pd.DataFrame)) else _ENTRY_IDS.get()
+        return self._rows(self._entries(entries), keys, ignore_errors, return_errors, pbar)
+
+    def featurize_dataframe(self, df: pd.DataFrame, col_id: str | list[str], *args: Any, **kwargs: Any) -> pd.DataFrame:
+        """matminer's ``featurize_dataframe``; error messages name each bad row by its index label too."""
+        token = _ENTRY_IDS.set(df.index)
+        try:
+            return super().featurize_dataframe(df, col_id, *args, **kwargs)
+        finally:
+            _ENTRY_IDS.reset(token)
 
     def transform(self, X: Any) -> np.ndarray:
         """(n, D) float64 array for n structures (``ignore_errors`` and ``pbar`` from __init__)."""
@@ -220,6 +198,43 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         items = list(entries.values if isinstance(entries, pd.Series) else entries)
         # matminer passes one-argument tuples; unwrap them.
         return [x[0] if isinstance(x, (tuple, list, np.ndarray)) and len(x) == 1 else x for x in items]
+
+    def _rows(
+        self,
+        items: list[Any],
+        keys: Sequence[Any] | None,
+        ignore_errors: bool,
+        return_errors: bool,
+        pbar: bool | dict,
+        single: bool = False,
+    ) -> list[list[Any]]:
+        """Rows for ``items`` in order; bad entries raise, or give NaN rows, named by position, id and formula."""
+        if keys is not None and len(keys) != len(items):
+            keys = None
+        encoding_workers(self.n_jobs, len(items))  # a missing __main__ guard fails before the model loads
+        if not self._loaded():
+            self._load()
+        width = self.model_.config.global_dim
+        rows: list[list[Any]] = []
+        progress = tqdm(
+            total=len(items), desc=type(self).__name__, disable=not pbar, **(pbar if isinstance(pbar, dict) else {})
+        )
+        with progress:
+            for start in range(0, len(items), _CHUNK):
+                chunk = items[start : start + _CHUNK]
+                vectors, errors = self._featurize_chunk(chunk, progress)
+                for offset, (vector, error) in enumerate(zip(vectors, errors)):
+                    if error is not None:
+                        i = start + offset
+                        key = None if keys is None else keys[i]
+                        error = name_entry(error, chunk[offset], None if single else i, key)
+                        if not ignore_errors:
+                            raise error
+                    row = [float("nan")] * width if error is not None else vector.tolist()
+                    if return_errors:
+                        row.append(float("nan") if error is None else str(error))
+                    rows.append(row)
+        return rows
 
     def _featurize_chunk(
         self, items: list[Any], progress: tqdm

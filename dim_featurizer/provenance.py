@@ -1,9 +1,10 @@
-"""Describe the machine a benchmark or training run used, for committed results and model cards."""
+"""Provenance for committed results, runs and model cards: the machine and the code's commit."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 
@@ -40,3 +41,23 @@ def hardware() -> str:
     if "gpu" in info:
         return f"{info['gpu']} (CUDA)"
     return f"{info['cpu']}, {info['cores']} cores (CPU only)"
+
+
+def git_commit(path: Path) -> str:
+    """The code's commit (with ``-dirty`` when tracked code has changes), or "unknown".
+
+    Run artefacts (``runs/``, ``weights/``) do not count: a resumed run's own
+    checkpoint is always modified.
+    """
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True)
+        code = [":(top)", ":(top,exclude)runs", ":(top,exclude)weights"]
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
+            cwd=path,
+            capture_output=True,
+            text=True,
+        )
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

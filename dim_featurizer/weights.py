@@ -20,11 +20,12 @@ import hashlib
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from dim_featurizer.config import ModelConfig
+from dim_featurizer.config import ENCODING_VERSION, ModelConfig
 from dim_featurizer.errors import WeightsError
 from dim_featurizer.model import SiteNetEncoder, untrained_encoder
 
@@ -121,6 +122,11 @@ def load_pretrained(directory: str | Path) -> SiteNetEncoder:
         state = load_file(str(directory / WEIGHTS_NAME))
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{directory / WEIGHTS_NAME}: corrupt or truncated safetensors file ({e})") from e
+    if config.encoding_version != ENCODING_VERSION:
+        raise WeightsError(
+            f"{directory / CONFIG_NAME}: made for encoding version {config.encoding_version}, but this "
+            f"dim_featurizer encodes structures with version {ENCODING_VERSION}; use a matching release or retrain"
+        )
     encoder = SiteNetEncoder(config)
     try:
         encoder.load_state_dict(state, strict=True)
@@ -141,18 +147,54 @@ def _verify_bundled(name: str, entry: dict) -> Path:
     return directory
 
 
+def hub_unreachable(endpoint: str | None = None, timeout: float = 3.0) -> str | None:
+    """Why the Hub cannot be reached (offline mode, DNS, refused, timeout), or None when a TCP connection opens.
+
+    A quick check before any download or upload, so that a machine without
+    network fails in seconds instead of after huggingface_hub's retries.
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = endpoint or constants.ENDPOINT
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        return f"cannot connect to {endpoint} ({type(e).__name__}: {e})"
+    return None
+
+
 def _from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> Path:
     if revision is None or not _COMMIT.match(revision):
         raise WeightsError(
             f"Hub repository {repo_id!r} needs revision= pinned to a full 40-hex commit hash, got {revision!r}"
         )
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    paths = [
-        hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
-        for filename in (CONFIG_NAME, WEIGHTS_NAME)
-    ]
-    return Path(paths[1]).parent
+    def download(local_only: bool) -> Path:
+        paths = [
+            hf_hub_download(repo_id, f, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
+            for f in (CONFIG_NAME, WEIGHTS_NAME)
+        ]
+        return Path(paths[1]).parent
+
+    try:
+        return download(local_only=True)  # a commit never changes: a cached copy is the copy
+    except LocalEntryNotFoundError:
+        pass
+    reason = hub_unreachable()
+    if reason is not None:
+        raise WeightsError(
+            f"{repo_id}@{revision[:12]} is not in the Hub cache ({cache_dir or 'the default cache'}) and {reason}; "
+            "download it once on a machine with network, or copy that cache here"
+        )
+    return download(local_only=False)
 
 
 def load_weights(

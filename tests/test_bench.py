@@ -7,14 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
+from dim_featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.bench import report
 from dim_featurizer.bench.cli import main
 from dim_featurizer.bench.protocol import run_fits
 from dim_featurizer.bench.representations import cached_features, check_pretraining_card
 from dim_featurizer.bench.tasks import draw_subsets, load_task
-
-from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.frames import default_data_dir
 
 
 def test_draws_are_seeded_and_shared():
@@ -25,8 +24,8 @@ def test_draws_are_seeded_and_shared():
     assert not np.array_equal(a[50, 0], a[50, 1])
 
 
-def test_phonons_uses_matbench_fold_zero():
-    task = load_task("phonons", default_data_dir())
+def test_phonons_uses_matbench_fold_zero(full_data_dir):
+    task = load_task("phonons", full_data_dir)
     assert len(task.pool) + len(task.test) == 1265 and len(task.test) == 253
     assert not set(task.pool.index) & set(task.test.index)
 
@@ -98,8 +97,18 @@ def test_fits_are_paired_and_reported(tmp_path):
     assert rows[2].endswith("| 1.00 |")
 
 
-def test_dim_bench_quick_run(tmp_path):
-    args = ["--tasks", "phonons", "--representations", "dim-untrained", "magpie", "--draws", "2"]
+def test_dim_bench_quick_run(tmp_path, sample_dir):
+    args = [
+        "--data-dir",
+        str(sample_dir),
+        "--tasks",
+        "phonons",
+        "--representations",
+        "dim-untrained",
+        "magpie",
+        "--draws",
+        "2",
+    ]
     args += [
         "--budgets",
         "50",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -27,6 +30,9 @@ for name in bundled_names():
     model, info = load_weights(name)
     assert info.source == "bundled", info
 rows = DeepInfoMaxFeaturizer(pbar=False).featurize_many(structures, pbar=False)
+from dim_featurizer.examples import load_sample
+assert venv in Path(load_sample.__code__.co_filename).resolve().parents
+assert len(load_sample("phonons")) == 300 and len(load_sample("mp2018")) == 300
 print(json.dumps({"default": default_weights(), "bundled": bundled_names(), "n": len(rows)}))
 """
 
@@ -44,13 +50,38 @@ def test_wheel_contents(wheel):
     assert "dim_featurizer/bundled_weights/manifest.json" in names
     assert "dim_featurizer/train/__init__.py" in names
     assert sum(n.startswith("dim_featurizer/examples/") and n.endswith(".cif") for n in names) == 8
+    assert "dim_featurizer/examples/sample_data/mp2018_folds.json" in names
+    assert "dim_featurizer/bench/cli.py" in names
     assert not any(n.startswith(("train/", "weights/", "tests/")) for n in names)  # no clashing top-level names
 
 
-def test_bundled_weights_load_from_an_installed_wheel(wheel, tmp_path):
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
+def _venv_seeing_this_environment(env_dir):
+    """A fresh venv whose own site-packages come first, then this environment's (for the dependencies).
+
+    ``system_site_packages=True`` would link the base interpreter instead, which
+    lacks the dependencies when the tests run inside a virtual environment.
+    The ``.pth`` only adds paths: this environment's editable install of
+    dim_featurizer (its own ``.pth`` hook) is not activated in the new venv.
+    """
+    venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    ours = {
+        site.getusersitepackages(),
+        *site.getsitepackages(),
+        *(sysconfig.get_paths()[k] for k in ("purelib", "platlib")),
+    }
+    Path(purelib, "_dependencies.pth").write_text("\n".join(sorted(p for p in ours if Path(p).is_dir())) + "\n")
+    return python
+
+
+def test_bundled_weights_load_from_an_installed_wheel(wheel, tmp_path):
+    python = _venv_seeing_this_environment(tmp_path / "venv")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
         check=True,

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dim_featurizer.train.build import build_setup
 from dim_featurizer.train.cache import cached_dataset, encode_dataset
 from dim_featurizer.train.data import load_structures
 from dim_featurizer.train.loop import TrainConfig, Trainer, epoch_batches, step_rng
@@ -19,8 +20,7 @@ from dim_featurizer.train.objective import DeepInfoMax
 from dim_featurizer.train.samples import SizeIndex, derangement, make_sample
 
 from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.config import EncodingConfig
-from dim_featurizer.encoding import EncodedCrystal
+from dim_featurizer.encoding import EncodedCrystal, EncodingConfig
 
 SMALL = TrainConfig(epochs=2, batch_sites=60, val_fraction=0.2, checkpoint_every=2, patience=10)
 
@@ -127,7 +127,9 @@ def test_only_other_ablation_skips_synthetic_samples(sample, monkeypatch):
 
 
 def test_loss_falls_on_a_tiny_real_subset(dataset, tmp_path):
-    trainer = Trainer(dataset, tmp_path, TrainConfig(batch_sites=80, lr=2e-3), EncodingConfig(), device="cpu")
+    trainer = Trainer(
+        build_setup(dataset, TrainConfig(batch_sites=80, lr=2e-3), EncodingConfig(), device="cpu"), tmp_path
+    )
     batch = epoch_batches(dataset.n_sites, trainer.train_idx, 80, 0, 0)[0]
 
     def fixed_loss():
@@ -145,30 +147,29 @@ def _strip_time(history):
 
 
 def test_resumed_run_reproduces_the_uninterrupted_one(dataset, tmp_path):
-    whole = Trainer(dataset, tmp_path / "a", SMALL, EncodingConfig(), device="cpu")
+    whole = Trainer(build_setup(dataset, SMALL, EncodingConfig(), device="cpu"), tmp_path / "a")
     whole.fit(pbar=False)
-    part = Trainer(dataset, tmp_path / "b", SMALL, EncodingConfig(), device="cpu")
+    part = Trainer(build_setup(dataset, SMALL, EncodingConfig(), device="cpu"), tmp_path / "b")
     part.fit(max_steps=3, pbar=False)  # "killed" mid-epoch, after a checkpoint
-    resumed = Trainer(dataset, tmp_path / "b", SMALL, EncodingConfig(), device="cpu")
+    resumed = Trainer(build_setup(dataset, SMALL, EncodingConfig(), device="cpu"), tmp_path / "b")
     resumed.fit(resume=True, pbar=False)
     assert resumed.state["epoch"] == whole.state["epoch"] == 2
     assert _strip_time(resumed.state["history"]) == _strip_time(whole.state["history"])
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     # A run that hit a lower epoch limit is extended by raising it.
-    Trainer(
-        dataset, tmp_path / "c", TrainConfig(**{**SMALL.__dict__, "epochs": 1}), EncodingConfig(), device="cpu"
-    ).fit(pbar=False)
-    extended = Trainer(dataset, tmp_path / "c", SMALL, EncodingConfig(), device="cpu")
+    shorter = TrainConfig(**{**SMALL.__dict__, "epochs": 1})
+    Trainer(build_setup(dataset, shorter, EncodingConfig(), device="cpu"), tmp_path / "c").fit(pbar=False)
+    extended = Trainer(build_setup(dataset, SMALL, EncodingConfig(), device="cpu"), tmp_path / "c")
     extended.fit(resume=True, pbar=False)
     assert _strip_time(extended.state["history"]) == _strip_time(whole.state["history"])
 
 
 def test_checkpoint_refuses_other_settings(dataset, tmp_path):
-    Trainer(dataset, tmp_path, SMALL, EncodingConfig(), device="cpu").fit(max_steps=1, pbar=False)
+    Trainer(build_setup(dataset, SMALL, EncodingConfig(), device="cpu"), tmp_path).fit(max_steps=1, pbar=False)
     other = TrainConfig(**{**SMALL.__dict__, "lr": 1e-5})
     with pytest.raises(ValueError, match="lr"):
-        Trainer(dataset, tmp_path, other, EncodingConfig(), device="cpu").fit(resume=True, pbar=False)
+        Trainer(build_setup(dataset, other, EncodingConfig(), device="cpu"), tmp_path).fit(resume=True, pbar=False)
 
 
 def test_participation_ratio_counts_independent_directions():
@@ -185,9 +186,9 @@ def test_false_sample_terms_recombine_into_the_validation_losses(dataset, tmp_pa
     from dim_featurizer.train.diagnose import GLOBAL_KINDS, LOCAL_KINDS, false_sample_terms
 
     config = TrainConfig(**{**SMALL.__dict__, "batch_sites": 10_000})  # one validation batch
-    trainer = Trainer(dataset, tmp_path, config, EncodingConfig(), device="cpu")
+    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path)
     trainer.fit(max_steps=4, pbar=False)
-    table, spread = false_sample_terms(trainer)
+    table, spread = false_sample_terms(trainer.setup)
     table = table.set_index(["level", "sample"])["mean_term"]
     assert set(spread) == {"trained", "untrained"} and all(1 <= v <= 128 for v in spread.values())
     assert set(table.index) == {("local", k) for k in ("real", *LOCAL_KINDS)} | {
@@ -301,7 +302,7 @@ def test_distributed_two_processes_gloo(series, tmp_path):
 
 
 def test_commit_is_dirty_for_code_changes_only(tmp_path):
-    from dim_featurizer.train.export import git_commit
+    from dim_featurizer.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -336,3 +337,12 @@ def test_permutation_copies_are_recognised(examples):
         perovskite.site_features[order], perovskite.distances, perovskite.image_of, perovskite.repeats
     )
     assert not same_environments(perovskite, moved)
+
+
+@pytest.mark.parametrize("n_sites", [[3, 3, 3, 3, 1], [5, 5, 1], [2, 2, 2, 2, 2, 2, 5]])
+def test_epoch_batches_keep_every_crystal_once(n_sites):
+    # A lone last crystal is merged into the batch before it; none is lost or repeated.
+    for epoch in range(20):
+        batches = epoch_batches(np.array(n_sites), np.arange(len(n_sites)), 6, 0, epoch)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(n_sites)))
+        assert len(batches) == 1 or len(batches[-1]) >= 2

@@ -5,7 +5,8 @@ crystals) plus JSON for ids and exclusions. ``.npy`` needs no extra
 dependency, is read without pickle (``allow_pickle=False``) and is
 memory-mapped, so later epochs and runs touch no pymatgen and load in
 milliseconds. The folder is written under a temporary name and renamed, so
-a killed build leaves no half cache behind.
+a killed build leaves no half cache behind, and builds of one key hold a
+file lock: a second process waits for the first and then uses its cache.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +24,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from dim_featurizer.config import EncodingConfig
-from dim_featurizer.encoding import EncodedCrystal, encode_many
+from dim_featurizer.encoding import ENCODING_VERSION, EncodedCrystal, EncodingConfig, encode_many
 
-#: Bump when encoding.py changes what it produces, so old caches are not reused.
-ENCODING_VERSION = 1
 _ARRAYS = ("site_features", "distances", "image_of", "n_sites", "n_atoms")
 
 
@@ -135,10 +135,30 @@ def cached_dataset(
     """
     directory = Path(cache_root) / cache_key(config, [str(i) for i in structures.index])
     if not (directory / "ids.json").is_file():
-        dataset = encode_dataset(structures, config, n_jobs=n_jobs, pbar=pbar)
-        partial = directory.with_name(directory.name + f".partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        dataset.save(partial)
-        (partial / "meta.json").write_text(json.dumps({"encoding": config.as_dict(), "version": ENCODING_VERSION}))
-        os.replace(partial, directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(directory.with_name(directory.name + ".lock")):
+            if not (directory / "ids.json").is_file():  # another process may have built it while we waited
+                dataset = encode_dataset(structures, config, n_jobs=n_jobs, pbar=pbar)
+                partial = directory.with_name(directory.name + f".partial-{os.getpid()}")
+                shutil.rmtree(partial, ignore_errors=True)
+                dataset.save(partial)
+                meta = {"encoding": config.as_dict(), "version": ENCODING_VERSION}
+                (partial / "meta.json").write_text(json.dumps(meta))
+                os.replace(partial, directory)
     return EncodedDataset.load(directory), directory
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created) for the block; other processes wait for it."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): builds may then race, and the rename decides
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -7,9 +7,9 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from dim_featurizer.config import EncodingConfig
+from dim_featurizer.encoding import EncodingConfig
 
-from .loop import TrainConfig
+from .config import TrainConfig
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command in ("fit", "diagnose"):
-        from .run import prepare_run, pretrain
+        from .run import prepare_setup, pretrain
 
         values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
         common = dict(
@@ -88,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diagnose":
         from .diagnose import CHANCE, false_sample_terms, permutation_copies
 
-        trainer, _ = prepare_run(args.data, args.run_dir, **common)
-        trainer.load_checkpoint()
-        table, spread = false_sample_terms(trainer)
-        copies = permutation_copies(trainer)
+        setup, _ = prepare_setup(args.data, **common)
+        state = setup.load_model_state(Path(args.run_dir) / "checkpoint.pt")
+        table, spread = false_sample_terms(setup)
+        copies = permutation_copies(setup)
         table.to_csv(Path(args.run_dir) / "diagnosis.csv", index=False)
-        summary = {"after_epoch": trainer.state["epoch"], "participation_ratio": spread, "permutations": copies}
+        summary = {"after_epoch": state["epoch"], "participation_ratio": spread, "permutations": copies}
         (Path(args.run_dir) / "diagnosis.json").write_text(json.dumps(summary, indent=2))
-        print(f"after epoch {trainer.state['epoch']}: JS terms per sample kind (log 2 = {CHANCE:.3f} is chance)")
+        print(f"after epoch {state['epoch']}: JS terms per sample kind (log 2 = {CHANCE:.3f} is chance)")
         print(table.to_string(index=False, float_format="%.4f"))
         print(f"false permutations of the validation crystals: {copies}")
         print(

@@ -17,7 +17,7 @@ import torch
 from dim_featurizer.encoding import EncodedCrystal
 from dim_featurizer.model import untrained_encoder
 
-from .loop import Trainer
+from .build import RunSetup
 from .samples import false_permutation, site_species
 
 LOCAL_KINDS = ("other environment", "false geometry", "false composition")
@@ -41,8 +41,8 @@ def participation_ratio(features: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def false_sample_terms(trainer: Trainer) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Mean JS term per level and sample kind over the validation set, with the trainer's current networks.
+def false_sample_terms(setup: RunSetup) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Mean JS term per level and sample kind over the validation set, with the setup's current networks.
 
     The terms are softplus(−T) for real samples and softplus(T) for false
     ones, with the same false samples and noise as the validation loss.
@@ -52,21 +52,21 @@ def false_sample_terms(trainer: Trainer) -> tuple[pd.DataFrame, dict[str, float]
     training).
 
     Args:
-        trainer: a Trainer, typically after ``load_checkpoint``.
+        setup: a run's model and data, typically after ``load_model_state``.
 
     Returns:
         One row per (level, sample) with ``mean_term``, ``vs_chance`` (term / log 2)
         and ``count``; and the participation ratio of the validation crystals'
         feature vectors (global μ), for this encoder and the seeded untrained one.
     """
-    model = trainer.model
-    control = untrained_encoder().to(trainer.device).eval()
+    model = setup.model
+    control = untrained_encoder().to(setup.device).eval()
     vectors: dict[str, list[np.ndarray]] = {"trained": [], "untrained": []}
     model.eval()
     sums: dict[tuple[str, str], float] = defaultdict(float)
     counts: dict[tuple[str, str], float] = defaultdict(float)
-    for batch, rng in trainer.validation_batches():
-        sample, generator = trainer.sample(batch, rng)
+    for batch, rng in setup.validation_batches():
+        sample, generator = setup.sample(batch, rng)
         local_mu, local_logvar = model.encoder.local(sample.real)
         true, false, mask = model.local_terms(sample, local_mu, local_logvar, generator)
         mask = mask.to(true.dtype)
@@ -111,7 +111,7 @@ def same_environments(a: EncodedCrystal, b: EncodedCrystal) -> bool:
     )
 
 
-def permutation_copies(trainer: Trainer, seed: int = 0) -> dict[str, int]:
+def permutation_copies(setup: RunSetup, seed: int = 0) -> dict[str, int]:
     """How many validation crystals' false permutations are, as the encoder sees them, the crystal itself.
 
     Returns:
@@ -122,8 +122,8 @@ def permutation_copies(trainer: Trainer, seed: int = 0) -> dict[str, int]:
     """
     rng = np.random.default_rng(seed)
     counts = {"crystals": 0, "unchanged": 0, "copies": 0, "distinct": 0}
-    for index in trainer.val_idx:
-        crystal = trainer.dataset.crystal(int(index))
+    for index in setup.val_idx:
+        crystal = setup.dataset.crystal(int(index))
         permuted = false_permutation(crystal, rng)
         counts["crystals"] += 1
         if np.array_equal(site_species(crystal), site_species(permuted)):

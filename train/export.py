@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +13,6 @@ from dim_featurizer.weights import CARD_NAME, CONFIG_NAME, MANIFEST_NAME, WEIGHT
 
 #: Optional hand-written notes in a run folder, copied into the card's "Limitations" section.
 LIMITATIONS = "limitations.md"
-
-
-def git_commit(path: Path) -> str:
-    """The code's commit (with ``-dirty`` when tracked code has changes), or "unknown".
-
-    Run artefacts (``runs/``, ``weights/``) do not count: a resumed run's own
-    checkpoint is always modified.
-    """
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True)
-        code = [":(top)", ":(top,exclude)runs", ":(top,exclude)weights"]
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *code],
-            cwd=path,
-            capture_output=True,
-            text=True,
-        )
-        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def diagnosis_section(run_dir: Path, n_values: int, kept_epoch: int) -> str:

@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,89 +23,15 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from dim_featurizer.batching import plan_batches
-from dim_featurizer.config import ModelConfig
-from dim_featurizer.model import SiteNetEncoder
 from dim_featurizer.weights import save_pretrained
 
-from .cache import EncodedDataset
-from .objective import DeepInfoMax, Losses
-from .samples import SizeIndex, TrainingSample, make_sample
+from .build import RunSetup, epoch_batches, step_rng
+from .config import TrainConfig
+from .objective import Losses
+
+__all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
 
 LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "total")
-_VAL_STREAM = 1_000_003  # seed-sequence key of validation draws, apart from any epoch number
-
-
-@dataclass
-class TrainConfig:
-    """Pretraining hyper-parameters (none chosen by looking at a label).
-
-    Attributes:
-        epochs: most epochs.
-        lr: AdamW learning rate (the paper's 8.12e-4).
-        weight_decay: AdamW weight decay.
-        batch_sites: unique sites per batch (the paper's 1,200).
-        val_fraction: share of the training ids held out for validation.
-        seed: seeds the split, the order, every false sample and the noise.
-        alpha, beta: JS and KL weights (1, 0.1).
-        only_other: the Fig. 11 ablation: only "other" false samples.
-        patience: stop after this many epochs without a validation gain of ``min_delta``.
-        min_delta: the smallest validation-loss fall that counts as a gain.
-        checkpoint_every: steps between checkpoints within an epoch.
-        grad_clip: gradient-norm clip.
-        amp: bfloat16 autocast on CUDA (ignored on CPU).
-        model: the encoder's ModelConfig as a dict (standardisation is filled from the data).
-    """
-
-    epochs: int = 40
-    lr: float = 8.12e-4
-    weight_decay: float = 0.01
-    batch_sites: int = 1200
-    val_fraction: float = 0.05
-    seed: int = 0
-    alpha: float = 1.0
-    beta: float = 0.1
-    only_other: bool = False
-    patience: int = 4
-    min_delta: float = 1e-3
-    checkpoint_every: int = 50
-    grad_clip: float = 5.0
-    amp: bool = True
-    model: dict = field(default_factory=dict)
-
-
-def step_rng(seed: int, epoch: int, step: int, rank: int = 0) -> np.random.Generator:
-    """The generator of one step's draws."""
-    return np.random.default_rng(np.random.SeedSequence([seed, epoch, step, rank]))
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) index arrays over ``n`` crystals."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, _VAL_STREAM])).permutation(n)
-    n_val = max(1, int(round(n * fraction)))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def epoch_batches(n_sites: np.ndarray, indices: np.ndarray, budget: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Shuffle ``indices`` for ``epoch`` and cut them into site-budget batches of at least two crystals."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(indices)
-    batches = [order[b] for b in plan_batches(n_sites[order].tolist(), budget)]
-    if len(batches) > 1 and len(batches[-1]) < 2:  # a lone crystal has no "other" to contrast with
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
-    return batches
-
-
-def standardisation(dataset: EncodedDataset, indices: np.ndarray) -> dict[str, Any]:
-    """Site-feature and distance mean/std over the training crystals (constant columns get std 1)."""
-    sites = np.concatenate([dataset.crystal(int(i)).site_features for i in indices])
-    distances = np.concatenate([dataset.crystal(int(i)).distances.ravel() for i in indices])
-    std = sites.std(axis=0)
-    return {
-        "feature_mean": sites.mean(axis=0).tolist(),
-        "feature_std": np.where(std > 1e-6, std, 1.0).tolist(),
-        "distance_mean": float(distances.mean()),
-        "distance_std": float(distances.std()),
-    }
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -126,39 +52,24 @@ def _write_log(history: list[dict], path: Path) -> None:
 
 
 class Trainer:
-    """Pretrains a :class:`DeepInfoMax` model on an :class:`EncodedDataset`.
+    """Pretrains the model of a :class:`RunSetup` (built by :func:`build.build_setup`).
 
     Args:
-        dataset: encoded training crystals (validation is carved from them).
+        setup: the model, data, split, hyper-parameters and device.
         run_dir: where checkpoints, the log, the curves and the best model go.
-        config: hyper-parameters.
-        encoding: the EncodingConfig the dataset was encoded with (recorded in the model).
-        device: torch device; "auto" picks CUDA when present.
     """
 
-    def __init__(self, dataset: EncodedDataset, run_dir: str | Path, config: TrainConfig, encoding, device="auto"):
-        self.dataset = dataset
+    def __init__(self, setup: RunSetup, run_dir: str | Path) -> None:
+        self.setup = setup
+        self.model, self.dataset, self.config = setup.model, setup.dataset, setup.config
+        self.train_idx, self.val_idx, self.device = setup.train_idx, setup.val_idx, setup.device
         self.run_dir = Path(run_dir)
-        self.config = config
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
-        if str(device) == "auto":
-            device = f"cuda:{self.rank % max(1, torch.cuda.device_count())}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.train_idx, self.val_idx = split_validation(len(dataset), config.val_fraction, config.seed)
-        self.sizes = SizeIndex(dataset.n_sites)
-        if not np.any(dataset.site_features[:, 8]):
-            # The training structures carry no oxidation states: record that the model ignores them.
-            encoding = replace(encoding, oxidation="zero")
-        model_config = ModelConfig.from_dict(
-            {**config.model, **standardisation(dataset, self.train_idx), "encoding": encoding.as_dict()}
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            self.model = DeepInfoMax(SiteNetEncoder(model_config), config.alpha, config.beta, config.only_other)
-        self.model.to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.wrapped = self.model
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -201,17 +112,9 @@ class Trainer:
         self.state = json.loads(blob["state"])
 
     # -- one step --------------------------------------------------------------
-    def sample(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[TrainingSample, torch.Generator]:
-        """The real batch of crystals ``indices`` with its false samples, and the noise generator, from ``rng``."""
-        sample = make_sample(self.dataset, self.sizes, indices, rng).to(self.device)
-        return sample, torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
-
-    def validation_batches(self) -> list[tuple[np.ndarray, np.random.Generator]]:
-        """The validation batches and their generators: the same draws at every evaluation."""
-        batches = epoch_batches(
-            self.dataset.n_sites, self.val_idx, self.config.batch_sites, self.config.seed, _VAL_STREAM
-        )
-        return [(batch, step_rng(self.config.seed, _VAL_STREAM, i)) for i, batch in enumerate(batches)]
+    def sample(self, indices: np.ndarray, rng: np.random.Generator):
+        """The real batch of crystals ``indices`` with its false samples, and the noise generator."""
+        return self.setup.sample(indices, rng)
 
     def _losses(self, module, indices: np.ndarray, rng: np.random.Generator) -> Losses:
         sample, generator = self.sample(indices, rng)
@@ -224,7 +127,7 @@ class Trainer:
         """Validation losses, with the same false samples and noise every epoch."""
         self.model.eval()
         sums = dict.fromkeys(LOSS_NAMES, 0.0)
-        for batch, rng in self.validation_batches():
+        for batch, rng in self.setup.validation_batches():
             losses = self._losses(self.model, batch, rng).as_floats()
             for k in LOSS_NAMES:
                 sums[k] += losses[k] * len(batch)

@@ -13,13 +13,14 @@ from typing import Any
 import pandas as pd
 import torch.distributed as dist
 
-from dim_featurizer.config import EncodingConfig
-from dim_featurizer.provenance import hardware
+from dim_featurizer.encoding import EncodingConfig
+from dim_featurizer.provenance import git_commit, hardware
 
+from .build import RunSetup, build_setup
 from .cache import cached_dataset
-from .data import load_structures
-from .export import git_commit
-from .loop import TrainConfig, Trainer
+from .config import TrainConfig
+from .data import count_held_out, load_structures
+from .loop import Trainer
 
 
 def _init_distributed() -> None:
@@ -38,9 +39,8 @@ def _reason_summary(excluded: dict[str, str]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "none"
 
 
-def prepare_run(
+def prepare_setup(
     source: str | Path | pd.DataFrame | pd.Series,
-    run_dir: str | Path,
     config: TrainConfig | None = None,
     encoding: EncodingConfig | None = None,
     split: str | Path | None = None,
@@ -51,12 +51,11 @@ def prepare_run(
     n_jobs: int = 1,
     device: str = "auto",
     pbar: bool = True,
-) -> tuple[Trainer, dict]:
-    """Read and encode the data (cached) and build the Trainer, without training.
+) -> tuple[RunSetup, dict]:
+    """Read and encode the data (cached) and build the seeded model and split, without training.
 
     Args:
         source: JSON frame file, CIF folder/zip/tar (with ``ids_csv``), or a DataFrame/Series of Structures.
-        run_dir: output folder: checkpoint.pt, log.csv, best/, run.json, excluded.json, loss_curves.png.
         config: training hyper-parameters.
         encoding: encoding options (max_atoms, ...).
         split: split file; only ``subset`` ids are read (test ids never).
@@ -69,12 +68,11 @@ def prepare_run(
         pbar: show progress bars.
 
     Returns:
-        The Trainer and the run description written to ``run.json``.
+        The :class:`RunSetup` and the run description written to ``run.json``.
     """
     _init_distributed()
     config = config or TrainConfig()
     encoding = encoding or EncodingConfig()
-    run_dir = Path(run_dir)
     rank = dist.get_rank() if dist.is_initialized() else 0
     structures = load_structures(source, split=split, subset=subset, ids_csv=ids_csv)
     if limit is not None:
@@ -85,32 +83,38 @@ def prepare_run(
         dist.barrier()
     if rank != 0:
         dataset, cache = cached_dataset(structures, encoding, cache_dir, n_jobs=n_jobs, pbar=False)
-    trainer = Trainer(dataset, run_dir, config, encoding, device=device)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    setup = build_setup(dataset, config, encoding, device=device, rank=rank)
+    in_memory = isinstance(source, (pd.DataFrame, pd.Series))
     info = {
         "data": {
-            "name": Path(str(source)).name.split(".")[0]
-            if not isinstance(source, (pd.DataFrame, pd.Series))
-            else "dataframe",
-            "source": str(source) if not isinstance(source, (pd.DataFrame, pd.Series)) else "in-memory DataFrame",
+            "name": "dataframe" if in_memory else Path(str(source)).name.split(".")[0],
+            "source": "in-memory DataFrame" if in_memory else str(source),
             "split": str(split) if split else "none",
             "subset": subset if split else "all",
             "offered": len(structures),
+            # load_structures passes on the structure column alone: no property label reaches training.
+            "labels_read": [],
+            "test_ids_read": count_held_out(list(structures.index), split),
             "excluded": len(dataset.excluded),
             "excluded_reasons": _reason_summary(dataset.excluded),
             "used": len(dataset),
-            "train": len(trainer.train_idx),
-            "validation": len(trainer.val_idx),
+            "train": len(setup.train_idx),
+            "validation": len(setup.val_idx),
             "cache": str(cache),
+            "excluded_ids": dataset.excluded,
         },
         "train_config": asdict(config),
         "commit": git_commit(Path(__file__).resolve().parent),
         "hardware": hardware() + (f" x{dist.get_world_size()} processes" if dist.is_initialized() else ""),
         "date": time.strftime("%Y-%m-%d"),
     }
-    if rank == 0:
-        (run_dir / "excluded.json").write_text(json.dumps(dataset.excluded, indent=1))
-    return trainer, info
+    return setup, info
+
+
+def prepare_run(source: str | Path | pd.DataFrame | pd.Series, run_dir: str | Path, **options: Any):
+    """:func:`prepare_setup`, then the :class:`Trainer` writing into ``run_dir``; returns (trainer, run description)."""
+    setup, info = prepare_setup(source, **options)
+    return Trainer(setup, run_dir), info
 
 
 def pretrain(
@@ -124,17 +128,20 @@ def pretrain(
     """Pretrain an encoder with Deep InfoMax and leave everything in ``run_dir``.
 
     Args:
-        source, run_dir: as for :func:`prepare_run`.
+        source: as for :func:`prepare_setup`.
+        run_dir: output folder: checkpoint.pt, log.csv, best/, run.json (with every excluded id and why),
+            loss_curves.png.
         resume: continue from run_dir's checkpoint.
         max_steps: stop after this many steps (with a checkpoint).
         pbar: show progress bars.
-        options: any other argument of :func:`prepare_run` (config, encoding, split, cache_dir, ...).
+        options: any other argument of :func:`prepare_setup` (config, encoding, split, cache_dir, ...).
 
     Returns:
         The :class:`Trainer`, its state holding the per-epoch history.
     """
     trainer, info = prepare_run(source, run_dir, pbar=pbar, **options)
     config, run_dir = trainer.config, Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if resume and trainer.checkpoint_path.is_file():
         trainer.load_checkpoint()
     first_epoch = trainer.state["epoch"] + 1

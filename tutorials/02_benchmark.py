@@ -11,12 +11,12 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+
 from dim_featurizer.bench import report
 from dim_featurizer.bench.protocol import run_fits
 from dim_featurizer.bench.representations import REPRESENTATIONS, cached_features, check_pretraining_card
 from dim_featurizer.bench.tasks import draw_subsets, load_task
-
-from dim_featurizer.frames import default_data_dir
+from dim_featurizer.readers import default_data_dir
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--draws", type=int, default=10)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dim_featurizer.frames import default_data_dir
 from dim_featurizer.provenance import machine
+from dim_featurizer.readers import default_data_dir
 
 from . import report
 from .protocol import MODELS, run_fits

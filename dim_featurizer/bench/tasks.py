@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dim_featurizer.frames import read_frame, read_split
+from dim_featurizer.readers import read_frame, read_split
 
 #: Matbench's own fold seed for its 5-fold KFold splits.
 MATBENCH_SEED = 18012019
