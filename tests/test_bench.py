@@ -12,7 +12,7 @@ from dim_featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.bench import report
 from dim_featurizer.bench.cli import main
 from dim_featurizer.bench.protocol import run_fits
-from dim_featurizer.bench.representations import cached_features, check_pretraining_card
+from dim_featurizer.bench.representations import cached_features, check_pretraining
 from dim_featurizer.bench.tasks import draw_subsets, load_task
 
 
@@ -55,23 +55,43 @@ def test_parallel_cache_equals_serial(tmp_path, real_structures):
     assert parallel.index.tolist() == structures.index.tolist()
 
 
-def test_card_guard(tmp_path):
+def test_pretraining_guard_reads_the_weights_record(tmp_path):
+    from dataclasses import replace
+
     from dim_featurizer.model import untrained_encoder
     from dim_featurizer.weights import save_pretrained
 
-    save_pretrained(untrained_encoder(), tmp_path)
-    featurizer = DeepInfoMaxFeaturizer(weights=str(tmp_path), pbar=False)
-    with pytest.raises(ValueError, match="no model card"):
-        check_pretraining_card(featurizer, ["mp-1"])
-    (tmp_path / "README.md").write_text("Trained on everything.\n")
-    with pytest.raises(ValueError, match="does not state"):
-        check_pretraining_card(featurizer, ["mp-1"])
-    (tmp_path / "README.md").write_text("Labels read: none. Test ids read: none. Except `mp-1`.\n")
+    def guard(record, card=None):
+        encoder = untrained_encoder()
+        encoder.config = replace(encoder.config, pretraining=record)
+        save_pretrained(encoder, tmp_path)
+        if card is not None:
+            (tmp_path / "README.md").write_text(card)
+        check_pretraining(DeepInfoMaxFeaturizer(weights=str(tmp_path), pbar=False), ["mp-1"])
+
+    with pytest.raises(ValueError, match="record no pretraining facts"):
+        guard(None)
+    with pytest.raises(ValueError, match="labels read in pretraining: \\['e_form'\\]"):
+        guard({"labels_read": ["e_form"], "test_ids_read": 0})
+    with pytest.raises(ValueError, match="test ids read in pretraining: 3"):
+        guard({"labels_read": [], "test_ids_read": 3})
+    with pytest.raises(ValueError, match="test ids read in pretraining: None"):
+        guard({"labels_read": []})  # no split file: unknown is not good enough
     with pytest.raises(ValueError, match="names test ids"):
-        check_pretraining_card(featurizer, ["mp-1"])
-    (tmp_path / "README.md").write_text("Labels read: none. Test ids read: none.\n")
-    check_pretraining_card(featurizer, ["mp-1"])
-    check_pretraining_card(DeepInfoMaxFeaturizer(weights="untrained"), ["mp-1"])
+        guard({"labels_read": [], "test_ids_read": 0}, card="Trained on everything but `mp-1`.\n")
+    guard({"labels_read": [], "test_ids_read": 0}, card="Labels read: none.\n")
+    check_pretraining(DeepInfoMaxFeaturizer(weights="untrained"), ["mp-1"])
+
+
+def test_representation_names_come_from_the_manifest(monkeypatch):
+    from dim_featurizer.bench import representations as R
+
+    monkeypatch.setattr(R, "default_weights", lambda: "dim-a")
+    monkeypatch.setattr(R, "bundled_names", lambda: ["dim-a", "dim-a-ablation", "dim-b"])
+    assert list(R.representations()) == ["dim", "dim-untrained", "dim-a-ablation", "dim-b", "ofm", "xrd", "magpie"]
+    assert R.make_featurizer("dim-b").weights == "dim-b" and R.make_featurizer("dim").weights == "dim-a"
+    monkeypatch.setattr(R, "default_weights", lambda: "untrained")
+    assert "dim" not in R.representations()
 
 
 def test_fits_are_paired_and_reported(tmp_path):

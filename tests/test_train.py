@@ -212,10 +212,13 @@ def test_pretrain_export_and_load_in_the_featurizer(series, tmp_path, real_struc
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [part["epochs"] for part in run["segments"]] == [[1, 2]]
     assert run["data"]["offered"] == 60 and run["data"]["used"] + run["data"]["excluded"] == 60
+    assert len(run["data"]["excluded_ids"]) == run["data"]["excluded"] and run["data"]["labels_read"] == []
     assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 1000
     folder = export_run(tmp_path / "run", tmp_path / "weights", "toy", default=True)
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: dim_featurizer") and "Labels read: none" in card
+    assert json.loads((folder / "config.json").read_text())["pretraining"]["labels_read"] == []
+    assert not (folder / "log.csv").exists()  # the run folder keeps the log; the card has its table
     assert f"Epochs 1-2: code commit `{run['commit']}`" in card
     manifest = json.loads((tmp_path / "weights" / "manifest.json").read_text())
     assert manifest["_default"] == "toy" and set(manifest["toy"]["files"]) == {"config.json", "model.safetensors"}
@@ -294,9 +297,11 @@ def test_distributed_two_processes_gloo(series, tmp_path):
     assert len(diagnosis) == 9 and np.isfinite(diagnosis["mean_term"]).all()
     from dim_featurizer.train.export import export_run
 
-    (tmp_path / "run" / "limitations.md").write_text("Only a toy.\n")
-    card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
-    assert "## Limitations\n\nOnly a toy." in card
+    folder = export_run(tmp_path / "run", tmp_path / "weights", "toy")
+    card = (folder / "README.md").read_text()
+    record = json.loads((folder / "config.json").read_text())["pretraining"]
+    assert record["labels_read"] == [] and record["test_ids_read"] is None  # no split file: unknown
+    assert "Test ids read: unknown (no split file)" in card and "  test_ids_read: null" in card
     assert "## Diagnostics" in card and "| global | false permutation |" in card
     assert "False permutations of the 8 validation crystals" in card
 

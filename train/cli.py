@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -119,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "publish":
         from .export import publish
 
-        commit = publish(args.folder, args.repo_id, private=args.private)
+        try:
+            commit = publish(args.folder, args.repo_id, private=args.private)
+        except RuntimeError as e:
+            print(f"dim-train: {e}", file=sys.stderr)
+            return 1
         print(f"dim-train: uploaded; pin it with revision={commit!r}")
     return 0
 

@@ -3,16 +3,55 @@
 from __future__ import annotations
 
 import json
-import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dim_featurizer.weights import CARD_NAME, CONFIG_NAME, MANIFEST_NAME, WEIGHTS_NAME, load_pretrained, sha256
+from dim_featurizer.errors import one_line
+from dim_featurizer.weights import (
+    CARD_NAME,
+    CONFIG_NAME,
+    MANIFEST_NAME,
+    WEIGHTS_NAME,
+    hub_unreachable,
+    load_pretrained,
+    save_pretrained,
+    sha256,
+)
 
-#: Optional hand-written notes in a run folder, copied into the card's "Limitations" section.
-LIMITATIONS = "limitations.md"
+
+def pretraining_record(run: dict[str, Any], best: dict, epochs: int) -> dict[str, Any]:
+    """The facts a weights config carries about its pretraining (read by the benchmark's guard).
+
+    Args:
+        run: the run's ``run.json``.
+        best: the kept epoch and its validation loss.
+        epochs: epochs trained.
+
+    Returns:
+        ``labels_read`` (a list; empty when none), ``test_ids_read`` (an int,
+        None without a split file), the data, split, counts and settings.
+    """
+    data = run["data"]
+    return {
+        "data": data["name"],
+        "split": Path(data["split"]).name if data["split"] != "none" else None,
+        "subset": data["subset"],
+        "labels_read": list(data.get("labels_read", [])),
+        "test_ids_read": data.get("test_ids_read"),
+        "structures_used": data["used"],
+        "validation": data["validation"],
+        "only_other": run["train_config"]["only_other"],
+        "epochs": epochs,
+        "kept_epoch": best["epoch"],
+        "stop_reason": run["stop_reason"],
+    }
+
+
+def _yaml_value(value: Any) -> str:
+    return json.dumps(value)  # JSON scalars and lists are valid YAML flow values
 
 
 def diagnosis_section(run_dir: Path, n_values: int, kept_epoch: int) -> str:
@@ -52,7 +91,16 @@ standardised feature vectors of the validation crystals: this encoder
 
 
 def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict, notes: str = "") -> str:
-    """The card: metadata header, then data, counts, config, epochs, losses, commit, hardware, time."""
+    """The card, generated from the run's facts only (nothing on it can go stale when results change).
+
+    Metadata header (with the pretraining record), then data, counts,
+    config, epochs, losses, diagnostics, commit, hardware and time.
+    Benchmark results are not copied here: they change as the harness does.
+    """
+    record = config["pretraining"]
+    labels = ", ".join(record["labels_read"]) or "none"
+    test_ids = {0: "none", None: "unknown (no split file)"}.get(record["test_ids_read"], record["test_ids_read"])
+    metadata = "\n".join(f"  {k}: {_yaml_value(v)}" for k, v in record.items())
     last = log.iloc[-1]
     rows = "\n".join(
         f"| {int(r.epoch)} | {r.train_local_js:.4f} | {r.val_local_js:.4f} | {r.train_global_js:.4f} | "
@@ -60,7 +108,8 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict,
         for r in log.itertuples()
     )
     oxidation_note = (
-        " (the training structures carry no oxidation states, so the model ignores them)"
+        " (the training structures carry no oxidation states, so the model ignores those a structure carries"
+        " unless `oxidation=` is passed)"
         if config["encoding"]["oxidation"] == "zero"
         else ""
     )
@@ -94,6 +143,8 @@ tags:
 datasets:
 - {run["data"]["name"]}
 pipeline_tag: feature-extraction
+dim_featurizer:
+{metadata}
 ---
 
 # {run["name"]}: Site-Net Deep InfoMax encoder{ablation}
@@ -106,9 +157,9 @@ this project's own `dim-train` code from real data. Load it with
 ## Training data
 
 - Source: `{run["data"]["source"]}`; split file `{run["data"]["split"]}`,
-  subset `{run["data"]["subset"]}` only. The test ids and every label column
-  were never read.
-- Labels read: none. Test ids read: none.
+  subset `{run["data"]["subset"]}`.
+- Labels read: {labels}. Test ids read: {test_ids}. (Also in `config.json`
+  under `pretraining`, which the benchmark harness checks.)
 - Structures offered: {run["data"]["offered"]}; excluded: {run["data"]["excluded"]}
   ({run["data"]["excluded_reasons"]}); used: {run["data"]["used"]}, of which
   {run["data"]["train"]} trained and {run["data"]["validation"]} formed the
@@ -118,7 +169,8 @@ this project's own `dim-train` code from real data. Load it with
 
 - Encoder: `config.json` (hidden {config["hidden"]}, local {config["local_dim"]},
   D = {config["global_dim"]}; encoding: max_atoms
-  {config["encoding"]["max_atoms"]}, oxidation `{config["encoding"]["oxidation"]}`{oxidation_note}).
+  {config["encoding"]["max_atoms"]}, oxidation `{config["encoding"]["oxidation"]}`{oxidation_note};
+  encoding version {config["encoding_version"]}).
 - Objective: local and global DIM, Jensen-Shannon, α = {run["train_config"]["alpha"]},
   β = {run["train_config"]["beta"]} (KL to N(0, I)); only-other ablation:
   {run["train_config"]["only_other"]}.
@@ -142,6 +194,14 @@ global JS {last.val_global_js:.4f}, local KL {last.val_local_kl:.4f}, global KL
 
 ![loss curves](loss_curves.png)
 {notes}
+
+## Benchmark
+
+How these features compare with the untrained network and with matminer's
+featurisers is measured by `dim-bench` (`dim_featurizer.bench`); the
+current numbers are in the source repository's `results/README.md`, and
+`results/run.json` names the weights each column used. They are not copied
+here, so this card cannot fall out of date when the benchmark changes.
 
 ## Provenance
 
@@ -170,17 +230,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
     log = pd.read_csv(run_dir / "log.csv")
     best = json.loads((run_dir / "best" / "training.json").read_text())
     best = {"epoch": int(best["epoch"]), "val_total": float(best["val_total"])}
+    encoder.config = replace(encoder.config, pretraining=pretraining_record(run, best, len(log)))
     target = out_dir / name
-    target.mkdir(parents=True, exist_ok=True)
-    for filename in (CONFIG_NAME, WEIGHTS_NAME):
-        shutil.copyfile(run_dir / "best" / filename, target / filename)
+    save_pretrained(encoder, target)
     from .plot import plot_curves
 
     plot_curves(run_dir / "log.csv", target / "loss_curves.png", title=name)
-    shutil.copyfile(run_dir / "log.csv", target / "log.csv")
     notes = diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"])
-    if (run_dir / LIMITATIONS).is_file():  # written by whoever evaluated the weights
-        notes += "\n## Limitations\n\n" + (run_dir / LIMITATIONS).read_text().strip() + "\n"
     card = model_card(run, log, encoder.config.as_dict(), best, notes)
     (target / CARD_NAME).write_text(card)
     manifest_path = out_dir / MANIFEST_NAME
@@ -193,10 +249,30 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
 
 
 def publish(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
-    """Upload an exported folder to the Hugging Face Hub; returns the new commit hash to pin."""
-    from huggingface_hub import HfApi
+    """Upload an exported folder to the Hugging Face Hub; returns the new commit hash to pin with ``revision=``.
 
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model")
+    Raises:
+        RuntimeError: at once, with the reason, when the folder is not an
+            exported weights folder, no token is available or the Hub cannot
+            be reached; or with the Hub's own error when the upload fails.
+    """
+    from huggingface_hub import HfApi, get_token
+
+    folder = Path(folder)
+    missing = [f for f in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if not (folder / f).is_file()]
+    if missing:
+        raise RuntimeError(
+            f"cannot publish {folder}: it lacks {', '.join(missing)} (export it with `dim-train export`)"
+        )
+    if token is None and get_token() is None:
+        raise RuntimeError(f"cannot publish {folder}: no Hub token (set HF_TOKEN or run `hf auth login`)")
+    reason = hub_unreachable()
+    if reason is not None:
+        raise RuntimeError(f"cannot publish {folder} to {repo_id}: {reason}")
+    try:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model")
+    except Exception as e:  # noqa: BLE001 - any Hub failure becomes one clear line
+        raise RuntimeError(f"publishing {folder} to {repo_id} failed: {type(e).__name__}: {one_line(e)}") from e
     return info.oid

@@ -1,0 +1,201 @@
+"""``run_benchmark``: the whole protocol as one Python call; ``dim-bench`` and the tutorial call it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dim_featurizer.provenance import machine
+from dim_featurizer.readers import default_data_dir
+
+from . import report
+from .protocol import MODELS, run_fits
+from .representations import cached_features, check_pretraining, make_featurizer, representation_key
+from .representations import representations as all_representations
+from .tasks import TASKS, draw_subsets, load_task
+
+BUDGETS = (50, 100, 250, 1000)
+
+
+@dataclass
+class BenchmarkResult:
+    """What :func:`run_benchmark` produced.
+
+    Attributes:
+        fits: one row per fit (task, representation, model, budget, draw, mae, n_test, ...).
+        missing: ``task/representation`` pairs not fitted (``report_only``).
+        out: the folder holding the written outputs (None when nothing was written).
+    """
+
+    fits: pd.DataFrame
+    missing: list[str]
+    out: Path | None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _fits_part(cache_dir: Path, protocol: list, task: str, rep: str) -> Path:
+    """Where one (task, representation) set of fits is stored, keyed by the protocol and the weights.
+
+    One part per pair, written atomically, so a killed run keeps every finished one.
+    """
+    digest = hashlib.sha256(f"{json.dumps(protocol)}{representation_key(rep, make_featurizer(rep))}".encode())
+    return cache_dir / "fits" / f"{task}-{rep}-{digest.hexdigest()[:12]}.csv"
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write a CSV under a name of this process's own, then rename: concurrent runs never mix their bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def run_benchmark(
+    out: str | Path | None = "results",
+    tasks: Sequence[str] = TASKS,
+    representations: Sequence[str] | None = None,
+    models: Sequence[str] = MODELS,
+    budgets: Sequence[int] = BUDGETS,
+    draws: int = 100,
+    test_limit: int | None = None,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path = ".cache/dim-bench",
+    n_jobs: int = -1,
+    featurize_only: bool = False,
+    report_only: bool = False,
+    tsne: bool = True,
+    pbar: bool = True,
+    log: Callable[[str], None] | None = _stderr,
+) -> BenchmarkResult:
+    """Featurise (cached), fit every seeded subset, and write the results, tables and plots.
+
+    Args:
+        out: folder for fits.csv, summary.csv, win_rates.csv, tables.md, plots and
+            run.json; None writes nothing there (the fits are still returned).
+        tasks: any of ``e_form`` (eV/atom), ``gap`` (eV), ``phonons`` (cm⁻¹).
+        representations: names from :func:`representations.representations`; None for all.
+        models: ``linear`` (least squares) and/or ``mlp`` (one 64-unit ReLU layer).
+        budgets: labelled training crystals per fit.
+        draws: seeded draws per budget, shared by every representation (paired).
+        test_limit: only the first N test crystals (quick looks; results use all).
+        seed: seed of the draws.
+        data_dir: the data folder; None for ``$DIM_DATA_DIR`` or ``../shared/data``.
+        cache_dir: feature cache and stored fits (resumable).
+        n_jobs: parallel featurisation chunks and fits (joblib; -1 all cores).
+        featurize_only: fill the feature cache and stop.
+        report_only: write outputs from stored fits only; pairs never fitted are listed in ``missing``.
+        tsne: draw the t-SNE of trained and untrained DIM test vectors.
+        pbar: progress bars.
+        log: called with one line per step (None for silence).
+
+    Returns:
+        The :class:`BenchmarkResult`.
+
+    Raises:
+        ValueError: an unknown task or representation, or DIM weights whose
+            recorded pretraining read a label or a test id.
+    """
+    say = log or (lambda message: None)
+    reps = list(representations or all_representations())
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    cache_dir = Path(cache_dir)
+    protocol = [draws, list(budgets), seed, test_limit, list(models)]
+    settings = {
+        "tasks": list(tasks),
+        "representations": reps,
+        "models": list(models),
+        "budgets": list(budgets),
+        "draws": draws,
+        "test_limit": test_limit,
+        "seed": seed,
+        "data_dir": str(data_dir),
+        "cache_dir": str(cache_dir),
+    }
+    all_fits, units, missing, drawn = [], {}, [], {}
+    for name in tasks:
+        task = load_task(name, data_dir, test_limit)
+        units[name] = task.unit
+        say(f"{name}: pool {len(task.pool)}, test {len(task.test)}, target {task.target!r} ({task.unit})")
+        for rep in reps:
+            if rep.startswith("dim"):
+                check_pretraining(make_featurizer(rep), [str(i) for i in task.test.index])
+        subsets = draw_subsets(len(task.pool), list(budgets), draws, seed)
+        used = np.unique(np.concatenate(list(subsets.values())))
+        needed = pd.concat([task.pool["structure"].iloc[used], task.test["structure"]])
+        pool = task.pool.iloc[used]
+        remapped = {k: np.searchsorted(used, v) for k, v in subsets.items()}
+        folder = cache_dir / task.source.split(".")[0]
+        features = partial(cached_features, structures=needed, cache_dir=folder, pbar=pbar, n_jobs=n_jobs)
+        for rep in reps:
+            if featurize_only:
+                say(f"{name}/{rep}: featurising {len(needed)} crystals (cached)")
+                features(rep)
+                continue
+            part = _fits_part(cache_dir, protocol, name, rep)
+            if not part.is_file():
+                if report_only:
+                    missing.append(f"{name}/{rep}")
+                    continue
+                say(
+                    f"{name}/{rep}: featurising {len(needed)} crystals (cached), then {len(subsets) * len(models)} fits"
+                )
+                frame = features(rep)
+                fits = run_fits(name, {rep: frame}, pool, task.test, task.target, remapped, tuple(models), n_jobs, pbar)
+                fits["failed_featurisations"] = int(frame.isna().all(axis=1).sum())
+                _write_atomic(fits, part)
+            else:
+                say(f"{name}/{rep}: stored fits reused ({part.name})")
+            all_fits.append(pd.read_csv(part))
+        if out is not None and tsne and not featurize_only and {"dim", "dim-untrained"} <= set(reps):
+            target = Path(out) / f"tsne_{task.source.split('.')[0]}.png"
+            if task.source not in drawn:  # e_form and gap share their test crystals: one embedding
+                say(f"{name}: t-SNE of the test vectors -> {target}")
+                Path(out).mkdir(parents=True, exist_ok=True)
+                vectors = {rep: features(rep).loc[task.test.index].to_numpy() for rep in ("dim", "dim-untrained")}
+                drawn[task.source] = report.tsne_plot(vectors, report.metal_halide(task.test["structure"]), target)
+    if featurize_only:
+        say(f"features cached in {cache_dir}")
+        return BenchmarkResult(pd.DataFrame(), missing, None)
+    fits = pd.concat(all_fits, ignore_index=True) if all_fits else pd.DataFrame()
+    if out is not None and len(fits):
+        _write_outputs(fits, Path(out), units, reps, missing, settings)
+    say(
+        f"{len(fits)} fits"
+        + (f"; results in {out}" if out is not None else "")
+        + (f"; not run yet: {missing}" if missing else "")
+    )
+    return BenchmarkResult(fits, missing, None if out is None else Path(out))
+
+
+def _write_outputs(fits: pd.DataFrame, out: Path, units: dict, reps: list, missing: list, settings: dict) -> None:
+    """fits.csv, summary.csv, win_rates.csv, tables.md, box plots and run.json (with the weights benchmarked)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(fits, out / "fits.csv")
+    _write_atomic(report.summary(fits), out / "summary.csv")
+    if "dim" in reps and len(reps) > 1:
+        _write_atomic(report.win_rates(fits), out / "win_rates.csv")
+    report.box_plots(fits, out, units)
+    (out / "tables.md").write_text(report.results_markdown(fits, units))
+    weights = {rep: representation_key(rep, make_featurizer(rep)) for rep in reps if rep.startswith("dim")}
+    meta = {
+        "settings": settings,
+        "weights": weights,
+        "missing": missing,
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    (out / "run.json").write_text(json.dumps(meta, indent=2))
