@@ -141,3 +141,47 @@ def test_random_structures_and_junk(featurizer, entries):
     for row in rows:
         values = np.asarray(row, float)
         assert np.isfinite(values).all() or np.isnan(values).all()
+
+
+def test_errors_are_one_line_and_name_index_id_and_formula(featurizer):
+    import pandas as pd
+
+    methane = Molecule(
+        ["C", "H", "H", "H", "H"], [[0, 0, 0], [0, 0, 1.09], [1.03, 0, -0.36], [-0.5, 0.9, -0.4], [-0.5, -0.9, -0.4]]
+    )
+    with pytest.raises(E.NotAStructureError) as info:
+        featurizer.featurize_many(pd.Series([GOOD, methane], index=["mp-22862", "mol-1"]), pbar=False)
+    assert str(info.value) == "entry 1 (id 'mol-1', Molecule H4C): expected a pymatgen Structure, got Molecule"
+    frame = pd.DataFrame({"structure": [GOOD, "NaCl\nrock salt"]}, index=["a", "b"])
+    out = featurizer.featurize_dataframe(frame, "structure", ignore_errors=True, return_errors=True, pbar=False)
+    message = out.loc["b", out.columns[-1]]
+    assert message.startswith("entry 1 (id 'b', str 'NaCl\\nrock salt'):") and "\n" not in message
+    assert np.isnan(out.loc["b", "DIM_0"]) and np.isfinite(out.loc["a", "DIM_0"])
+    overlap = bad_inputs()["overlap"][0]
+    with pytest.raises(E.OverlappingSitesError, match=r"^Structure NaCl: atoms of Z=11"):
+        featurizer.featurize(overlap)  # one structure: no "entry 0"
+
+
+UNGUARDED = """
+from dim_featurizer import DeepInfoMaxFeaturizer, example_structures
+structures = list(example_structures().values()) * 2
+DeepInfoMaxFeaturizer(weights="untrained", n_jobs=2, pbar=False).featurize_many(structures, pbar=False)
+print("done")
+"""
+
+
+def test_n_jobs_without_a_main_guard_says_what_to_do(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(UNGUARDED)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode != 0 and "done" not in run.stdout
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError:") and 'if __name__ == "__main__":' in last
+    script.write_text(
+        "if __name__ == '__main__':\n" + "".join(f"    {line}\n" for line in UNGUARDED.strip().splitlines())
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0 and "done" in run.stdout, run.stderr[-2000:]

@@ -90,3 +90,16 @@ def test_bundled_weights_load_from_an_installed_wheel(wheel, tmp_path):
     run = subprocess.run([str(python), "-c", CHECK], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert '"n": 8' in run.stdout
+
+
+def test_importing_the_featuriser_stays_light():
+    code = (
+        "import sys, dim_featurizer.featurizer, dim_featurizer.cli\n"
+        "from dim_featurizer import DeepInfoMaxFeaturizer, example_structures\n"
+        "DeepInfoMaxFeaturizer(weights='untrained', pbar=False).featurize(example_structures()['Si'])\n"
+        "heavy = ('dim_featurizer.train', 'dim_featurizer.bench', 'matplotlib')\n"
+        "print([m for m in sys.modules if m.startswith(heavy)])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"

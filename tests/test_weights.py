@@ -116,3 +116,19 @@ def test_hub_code_path_against_a_local_cache(tmp_path, offline):
     args[1] = "f" * 40
     run = subprocess.run([sys.executable, "-c", HUB_SCRIPT, *args], env=env, capture_output=True, text=True)
     assert run.returncode != 0 and "Hugging Face Hub:" in run.stderr and "bundled:" in run.stderr
+    assert "is not in the Hub cache" in run.stderr  # said at once, not after the library's retries
+    assert ("HF_HUB_OFFLINE is set" if offline else "cannot connect to http://127.0.0.1:9") in run.stderr
+
+
+def test_publish_fails_fast_with_the_reason(tmp_path):
+    W.save_pretrained(untrained_encoder(), tmp_path / "w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    cmd = [sys.executable, "-m", "dim_featurizer.train.cli", "publish", str(tmp_path / "w"), "--repo-id", "a/b"]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "it lacks README.md" in run.stderr
+    (tmp_path / "w" / "README.md").write_text("card\n")
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "no Hub token" in run.stderr
+    run = subprocess.run(cmd, env=env | {"HF_TOKEN": "hf_x"}, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "cannot connect to http://127.0.0.1:9" in run.stderr, run.stderr[-2000:]

@@ -148,3 +148,31 @@ def tsne_plot(vectors: dict[str, np.ndarray], labels: np.ndarray, out_png: str |
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return Path(out_png)
+
+
+def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], reference: str = "dim") -> None:
+    """Write ``fits.csv``, ``summary.csv``, ``win_rates.csv`` (when ``reference`` has peers), ``tables.md``
+    and one ``box_<task>.png`` per task into ``out``.
+
+    Each file is written under a name of this process's own and renamed, so
+    two runs writing the same folder never leave a mixed file.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"fits.csv": fits, "summary.csv": summary(fits)}
+    if reference in set(fits["representation"]) and fits["representation"].nunique() > 1:
+        tables["win_rates.csv"] = win_rates(fits, reference)
+    for name, frame in tables.items():
+        write_atomic(frame, out / name)
+    (out / "tables.md").write_text(results_markdown(fits, units, reference))
+    box_plots(fits, out, units)
+
+
+def write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write a CSV under a name of this process's own, then rename: concurrent writers never mix their bytes."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)

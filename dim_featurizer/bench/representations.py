@@ -118,6 +118,14 @@ def representation_key(name: str, featurizer: object) -> str:
     return name
 
 
+def weights_used(featurizer: DeepInfoMaxFeaturizer) -> dict[str, str | None]:
+    """Which weights a DIM featuriser runs: name, source and the sha256 of ``model.safetensors`` (None: untrained)."""
+    featurizer.fit()
+    info = featurizer.weights_info_
+    digest = sha256(Path(info.path) / WEIGHTS_NAME) if info.path else None
+    return {"weights": info.name, "source": info.source, "model_sha256": digest}
+
+
 def _featurize_chunk(name: str, structures: pd.Series, folder: Path) -> pd.DataFrame:
     """Featurise one chunk (NaN rows for failures) and store it as its own part, atomically."""
     rows = make_featurizer(name).featurize_many(list(structures), ignore_errors=True, pbar=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +19,7 @@ from dim_featurizer.readers import default_data_dir
 
 from . import report
 from .protocol import MODELS, run_fits
-from .representations import cached_features, check_pretraining, make_featurizer, representation_key
+from .representations import cached_features, check_pretraining, make_featurizer, representation_key, weights_used
 from .representations import representations as all_representations
 from .tasks import TASKS, draw_subsets, load_task
 
@@ -53,14 +52,6 @@ def _fits_part(cache_dir: Path, protocol: list, task: str, rep: str) -> Path:
     """
     digest = hashlib.sha256(f"{json.dumps(protocol)}{representation_key(rep, make_featurizer(rep))}".encode())
     return cache_dir / "fits" / f"{task}-{rep}-{digest.hexdigest()[:12]}.csv"
-
-
-def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV under a name of this process's own, then rename: concurrent runs never mix their bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def run_benchmark(
@@ -156,10 +147,10 @@ def run_benchmark(
                 frame = features(rep)
                 fits = run_fits(name, {rep: frame}, pool, task.test, task.target, remapped, tuple(models), n_jobs, pbar)
                 fits["failed_featurisations"] = int(frame.isna().all(axis=1).sum())
-                _write_atomic(fits, part)
+                report.write_atomic(fits, part)
             else:
                 say(f"{name}/{rep}: stored fits reused ({part.name})")
-            all_fits.append(pd.read_csv(part))
+            all_fits.append(pd.read_csv(part, float_precision="round_trip"))
         if out is not None and tsne and not featurize_only and {"dim", "dim-untrained"} <= set(reps):
             target = Path(out) / f"tsne_{task.source.split('.')[0]}.png"
             if task.source not in drawn:  # e_form and gap share their test crystals: one embedding
@@ -182,15 +173,9 @@ def run_benchmark(
 
 
 def _write_outputs(fits: pd.DataFrame, out: Path, units: dict, reps: list, missing: list, settings: dict) -> None:
-    """fits.csv, summary.csv, win_rates.csv, tables.md, box plots and run.json (with the weights benchmarked)."""
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(fits, out / "fits.csv")
-    _write_atomic(report.summary(fits), out / "summary.csv")
-    if "dim" in reps and len(reps) > 1:
-        _write_atomic(report.win_rates(fits), out / "win_rates.csv")
-    report.box_plots(fits, out, units)
-    (out / "tables.md").write_text(report.results_markdown(fits, units))
-    weights = {rep: representation_key(rep, make_featurizer(rep)) for rep in reps if rep.startswith("dim")}
+    """The report's tables and plots, and run.json (settings, the weights each DIM column used, the machine)."""
+    report.write_report(fits, out, units)
+    weights = {rep: weights_used(make_featurizer(rep)) for rep in reps if rep.startswith("dim")}
     meta = {
         "settings": settings,
         "weights": weights,

@@ -56,7 +56,7 @@ def _phonons(data_dir: Path, test_limit: int | None) -> Task:
     return Task(
         name="phonons",
         target="last phdos peak",
-        unit="cm^-1",
+        unit=UNITS["phonons"],
         pool=frame.iloc[train],
         test=frame.iloc[test[:test_limit]],
         source="matbench_phonons.json.gz",
@@ -64,6 +64,8 @@ def _phonons(data_dir: Path, test_limit: int | None) -> Task:
 
 
 TASKS = ("e_form", "gap", "phonons")
+#: Each task's label unit.
+UNITS = {"e_form": "eV/atom", "gap": "eV", "phonons": "cm^-1"}
 
 
 def load_task(name: str, data_dir: str | Path, test_limit: int | None = None) -> Task:
@@ -76,9 +78,9 @@ def load_task(name: str, data_dir: str | Path, test_limit: int | None = None) ->
     """
     data_dir = Path(data_dir)
     if name == "e_form":
-        return _mp2018(data_dir, "e_form", name, "eV/atom", test_limit)
+        return _mp2018(data_dir, "e_form", name, UNITS[name], test_limit)
     if name == "gap":
-        return _mp2018(data_dir, "gap", name, "eV", test_limit)
+        return _mp2018(data_dir, "gap", name, UNITS[name], test_limit)
     if name == "phonons":
         return _phonons(data_dir, test_limit)
     raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
