@@ -7,7 +7,7 @@ ratio to the project's full step:
 - ``full``: the shipped objective (all false-sample types);
 - ``ablation``: only "other" false samples (Fig. 11);
 - ``literal``: the full objective, but the encoder builds every bond vector
-  B_ij = [h_i, h_a(ij), e_ij] and runs its blocks on it, exactly as METHOD.md
+  B_ij = [h_i, h_a(ij), e_ij] and runs its blocks on it, exactly as docs/method.md
   §2 is written, instead of projecting sites and distinct distances once.
 
     python benchmarks/train_speed.py [--steps 20] [--threads 2]
@@ -35,7 +35,7 @@ from dim_featurizer.readers import default_data_dir, read_split
 
 
 def literal_environments(self, sites, rows, neighbor_index, distances, mask):
-    """METHOD.md §2 as written: materialise B_ij (R, M, 3h) and apply each block to it."""
+    """docs/method.md §2 as written: materialise B_ij (R, M, 3h) and apply each block to it."""
     d = (distances - self.distance_mean) / self.distance_std
     e = self.distance_embed(d.unsqueeze(-1))
     b = torch.cat([sites[rows].unsqueeze(1).expand(-1, e.shape[1], -1), sites[neighbor_index], e], dim=-1)

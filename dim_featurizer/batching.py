@@ -1,4 +1,4 @@
-"""Group encoded crystals into padded batches bounded by a unique-site budget (METHOD.md §1.7)."""
+"""Group encoded crystals into padded batches bounded by a unique-site budget (docs/method.md §1.7)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The Site-Net encoder's shape and input standardisation (METHOD.md §2).
+    """The Site-Net encoder's shape and input standardisation (docs/method.md §2).
 
     Attributes:
         n_site_features: site-feature width (9: eight element properties and

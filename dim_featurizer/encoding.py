@@ -1,4 +1,4 @@
-"""Turn a pymatgen ``Structure`` into the tensors the encoder reads (METHOD.md §1).
+"""Turn a pymatgen ``Structure`` into the tensors the encoder reads (docs/method.md §1).
 
 Steps: validate → primitive cell (spglib) → Niggli-reduced basis → near-cubic
 supercell of at most ``max_atoms`` atoms → minimum-image distances (Å) from
@@ -45,7 +45,7 @@ OXIDATION_MODES = ("given", "guess", "zero")
 
 @dataclass(frozen=True)
 class EncodingConfig:
-    """How a ``Structure`` becomes tensors (METHOD.md §1).
+    """How a ``Structure`` becomes tensors (docs/method.md §1).
 
     Attributes:
         max_atoms: largest near-cubic supercell built from the primitive cell.
@@ -293,7 +293,7 @@ class Supercell:
 
 
 def build_supercell(structure: Any, config: EncodingConfig | None = None) -> Supercell:
-    """Validate ``structure`` and build its supercell (METHOD.md §1.1-1.3).
+    """Validate ``structure`` and build its supercell (docs/method.md §1.1-1.3).
 
     Raises:
         FeaturizationError: a documented subclass naming what is wrong.

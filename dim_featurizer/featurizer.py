@@ -37,7 +37,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             repo id ``owner/name``.
         revision: Hub commit hash (40 hex), required with a Hub repo id.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        batch_sites: most unique sites per forward pass (METHOD.md §1.7).
+        batch_sites: most unique sites per forward pass (docs/method.md §1.7).
         max_atoms: supercell size; None uses the value the weights were trained with.
         oxidation: ``"given"``, ``"guess"`` or ``"zero"``; None uses the weights'.
         max_sites: largest primitive cell accepted; None uses the weights'.

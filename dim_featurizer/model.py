@@ -1,4 +1,4 @@
-"""The Site-Net encoder with Deep InfoMax heads (METHOD.md §2).
+"""The Site-Net encoder with Deep InfoMax heads (docs/method.md §2).
 
 Only the encoder lives here: it is what the featuriser runs. The score
 networks and losses used in pretraining live in ``dim_featurizer.train``.

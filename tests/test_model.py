@@ -1,4 +1,4 @@
-"""The encoder: architecture per METHOD.md §2, configs, strict safetensors I/O."""
+"""The encoder: architecture per docs/method.md §2, configs, strict safetensors I/O."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def batch(real_structures):
 
 
 def reference_local(encoder, batch):
-    """METHOD.md §2 written out literally: build B_ij = [h_i, h_a(ij), e_ij] and apply the blocks."""
+    """docs/method.md §2 written out literally: build B_ij = [h_i, h_a(ij), e_ij] and apply the blocks."""
     lo = encoder.local
     h = lo.embed_sites(batch.site_features)
     d = (batch.distances - lo.distance_mean) / lo.distance_std

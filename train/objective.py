@@ -1,4 +1,4 @@
-"""Deep InfoMax objectives: score networks, Jensen-Shannon and KL losses (METHOD.md §3)."""
+"""Deep InfoMax objectives: score networks, Jensen-Shannon and KL losses (docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""False samples for Deep InfoMax (METHOD.md §3), built per crystal, never by rolling the batch.
+"""False samples for Deep InfoMax (docs/method.md §3), built per crystal, never by rolling the batch.
 
 Every crystal gets its own donors and its own species permutation, drawn from
 a numpy ``Generator`` the caller seeds, and every index or mask produced here

@@ -176,3 +176,27 @@ def write_atomic(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     frame.to_csv(tmp, index=False)
     os.replace(tmp, path)
+
+
+def headline_markdown(
+    table: pd.DataFrame,
+    units: dict[str, str],
+    reps: tuple[str, ...] = ("dim", "dim-untrained", "magpie"),
+    budgets: tuple[int, ...] = (100, 1000),
+) -> str:
+    """A short Markdown table of median test MAE for a few representations and budgets (the README's summary).
+
+    Args:
+        table: :func:`summary` output.
+        units: each task's label unit.
+        reps: the columns, in order; the lowest median of each row is in bold.
+        budgets: the labelled-set sizes shown.
+    """
+    chosen = table[table["representation"].isin(reps) & table["budget"].isin(budgets)]
+    wide = chosen.pivot_table(index=["task", "model", "budget"], columns="representation", values="median")
+    lines = ["| task | model | labels | " + " | ".join(reps) + " |", "|" + " --- |" * (3 + len(reps))]
+    for (task, model, budget), row in wide.iterrows():
+        best = row[list(reps)].min()
+        cells = [("**{}**" if row[r] == best else "{}").format(_num(row[r])) for r in reps]
+        lines.append(f"| {task} ({units.get(task, '')}) | {model} | {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
