@@ -45,24 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    run_benchmark(
-        out=args.out,
-        tasks=args.tasks,
-        representations=args.representations,
-        models=args.models,
-        budgets=args.budgets,
-        draws=args.draws,
-        test_limit=args.test_limit,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        cache_dir=args.cache_dir,
-        n_jobs=args.n_jobs,
-        featurize_only=args.featurize_only,
-        report_only=args.report_only,
-        tsne=not args.no_tsne,
-        pbar=not args.no_progress,
-    )
+    options = vars(build_parser().parse_args(argv))  # every dest but the two negations is a run_benchmark argument
+    tsne, pbar = not options.pop("no_tsne"), not options.pop("no_progress")
+    run_benchmark(**options, tsne=tsne, pbar=pbar)
     return 0
 
 
