@@ -150,6 +150,13 @@ class GlobalEncoder(nn.Module):
         self.mu = nn.Linear(config.hidden, config.global_dim)
         self.logvar = nn.Linear(config.hidden, config.global_dim)
 
+    def pool(self, local_mu: torch.Tensor, crystal_index: torch.Tensor, n_crystals: int) -> torch.Tensor:
+        """(C, global_hidden) mean over each crystal's sites of the per-site MLP on detached μ_i."""
+        x = self.pre(local_mu.detach())
+        total = x.new_zeros((n_crystals, x.shape[1])).index_add_(0, crystal_index, x)
+        count = torch.bincount(crystal_index, minlength=n_crystals).clamp_min(1).to(x.dtype)
+        return total / count.unsqueeze(1)
+
     def forward(
         self, local_mu: torch.Tensor, crystal_index: torch.Tensor, n_crystals: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,11 +164,8 @@ class GlobalEncoder(nn.Module):
 
         μ_i is detached: global gradients never reach the local encoder.
         """
-        x = self.pre(local_mu.detach())
-        total = x.new_zeros((n_crystals, x.shape[1])).index_add_(0, crystal_index, x)
-        count = torch.bincount(crystal_index, minlength=n_crystals).clamp_min(1).to(x.dtype)
-        pooled = self.post(total / count.unsqueeze(1))
-        return self.mu(pooled), self.logvar(pooled)
+        hidden = self.post(self.pool(local_mu, crystal_index, n_crystals))
+        return self.mu(hidden), self.logvar(hidden)
 
 
 class SiteNetEncoder(nn.Module):
@@ -188,6 +192,21 @@ class SiteNetEncoder(nn.Module):
         """(C, global_dim) μ_G for each crystal: the noise-free feature vector."""
         local_mu, _ = self.local(batch)
         return self.global_(local_mu, batch.crystal_index, batch.n_crystals)[0]
+
+    @torch.no_grad()
+    def readouts(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Every representation of a batch, for probes: ``local_mu`` (N, local_dim), ``global_mu`` and
+        ``global_logvar`` (C, global_dim), and ``pooled`` (C, global_hidden), the mean-pooled layer before
+        the global bottleneck."""
+        local_mu, _ = self.local(batch)
+        pooled = self.global_.pool(local_mu, batch.crystal_index, batch.n_crystals)
+        hidden = self.global_.post(pooled)
+        return {
+            "local_mu": local_mu,
+            "global_mu": self.global_.mu(hidden),
+            "global_logvar": self.global_.logvar(hidden),
+            "pooled": pooled,
+        }
 
 
 def untrained_encoder(config: ModelConfig | None = None, seed: int = 0) -> SiteNetEncoder:

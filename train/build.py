@@ -76,7 +76,14 @@ def build_model(model_config: ModelConfig, config: TrainConfig) -> DeepInfoMax:
     """The seeded encoder and score networks (the global RNG state is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return DeepInfoMax(SiteNetEncoder(model_config), config.alpha, config.beta, config.only_other)
+        return DeepInfoMax(
+            SiteNetEncoder(model_config),
+            config.alpha,
+            config.beta,
+            config.only_other,
+            local_weighting=config.local_weighting,
+            reconstruction=config.reconstruction,
+        )
 
 
 @dataclass
@@ -104,7 +111,7 @@ class RunSetup:
 
     def sample(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[TrainingSample, torch.Generator]:
         """The real batch of crystals ``indices`` with its false samples, and the noise generator, from ``rng``."""
-        sample = make_sample(self.dataset, self.sizes, indices, rng).to(self.device)
+        sample = make_sample(self.dataset, self.sizes, indices, rng, self.config.permutation).to(self.device)
         return sample, torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
 
     def validation_batches(self) -> list[tuple[np.ndarray, np.random.Generator]]:

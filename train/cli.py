@@ -33,9 +33,12 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         if f.name in ("model", "only_other", "amp"):
             continue
-        p.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=getattr(defaults, f.name)
-        )
+        flag, default = f"--{f.name.replace('_', '-')}", getattr(defaults, f.name)
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true")
+        else:
+            p.add_argument(flag, type=type(default), default=default)
+    p.add_argument("--global-dim", type=int, help="D, the feature vector's length (default 128)")
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
 
 
@@ -48,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = sub.add_parser(
         "diagnose", help="JS terms per false-sample kind on a run's validation set (same arguments as fit)"
     )
-    for parser in (fit, diagnose):
+    probe = sub.add_parser(
+        "probe", help="development probe: labels of training-split ids only, MAE on crystals the run never saw"
+    )
+    for parser in (fit, diagnose, probe):
         _run_arguments(parser)
+    probe.add_argument("--budgets", type=int, nargs="+", default=[100, 1000])
+    probe.add_argument("--draws", type=int, default=5)
+    probe.add_argument("--models", nargs="+", default=["ridge", "mlp"])
+    probe.add_argument("--n-score", type=int, default=2000, help="crystals to score on (training split, unseen)")
 
     export = sub.add_parser("export", help="write a run's best encoder into a weights folder, with a model card")
     export.add_argument("run_dir")
@@ -70,12 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command in ("fit", "diagnose"):
+    if args.command in ("fit", "diagnose", "probe"):
         from .run import prepare_setup, pretrain
 
         values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
+        model = {"global_dim": args.global_dim} if args.global_dim else {}
         common = dict(
-            config=TrainConfig(**values, amp=not args.no_amp),
+            config=TrainConfig(**values, amp=not args.no_amp, model=model),
             encoding=EncodingConfig(max_atoms=args.max_atoms),
             split=args.split,
             subset=args.subset,
@@ -88,20 +99,64 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "diagnose":
         from .diagnose import CHANCE, false_sample_terms, permutation_copies
+        from .probes import compare_encoders, probe_encoders, probes_markdown
 
         setup, _ = prepare_setup(args.data, **common)
-        state = setup.load_model_state(Path(args.run_dir) / "checkpoint.pt")
+        run_dir = Path(args.run_dir)
+        state = setup.load_model_state(run_dir / "checkpoint.pt")
         table, spread = false_sample_terms(setup)
         copies = permutation_copies(setup)
-        table.to_csv(Path(args.run_dir) / "diagnosis.csv", index=False)
-        summary = {"after_epoch": state["epoch"], "participation_ratio": spread, "permutations": copies}
-        (Path(args.run_dir) / "diagnosis.json").write_text(json.dumps(summary, indent=2))
+        probes = compare_encoders(setup, probe_encoders(setup, run_dir))
+        table.to_csv(run_dir / "diagnosis.csv", index=False)
+        summary = {
+            "after_epoch": state["epoch"],
+            "participation_ratio": spread,
+            "permutations": copies,
+            "probes": probes,
+        }
+        (run_dir / "diagnosis.json").write_text(json.dumps(summary, indent=2))
         print(f"after epoch {state['epoch']}: JS terms per sample kind (log 2 = {CHANCE:.3f} is chance)")
         print(table.to_string(index=False, float_format="%.4f"))
         print(f"false permutations of the validation crystals: {copies}")
         print(
             "participation ratio of validation feature vectors: " + ", ".join(f"{k} {v:.1f}" for k, v in spread.items())
         )
+        print("label-free probes on the validation crystals (kept encoder, its initialisation, untrained control):")
+        print(probes_markdown(probes))
+    elif args.command == "probe":
+        from .devprobe import dev_probe, dev_summary
+        from .probes import probe_encoders
+
+        if args.split is None:
+            raise SystemExit("dim-train probe: --split is required (labels are read for its training ids only)")
+        setup, _ = prepare_setup(args.data, **common)
+        run_dir = Path(args.run_dir)
+        fits = dev_probe(
+            probe_encoders(setup, run_dir),
+            setup,
+            args.data,
+            args.split,
+            args.cache_dir,
+            budgets=args.budgets,
+            draws=args.draws,
+            models=args.models,
+            n_score=args.n_score,
+            n_jobs=args.n_jobs,
+        )
+        fits.to_csv(run_dir / "devprobe.csv", index=False)
+        table = dev_summary(fits)
+        record = {
+            "labels_read": sorted(fits["target"].unique()),
+            "label_ids": "training split only: subsets of the run's training ids, scored on unseen training-split ids",
+            "test_ids_read": 0,
+            "n_score": int(fits["n_score"].iloc[0]),
+            "draws": args.draws,
+            "budgets": args.budgets,
+            "medians": table.to_dict(orient="records"),
+        }
+        (run_dir / "devprobe.json").write_text(json.dumps(record, indent=2))
+        print(f"development probe: median MAE on {record['n_score']} unseen training-split crystals")
+        print(table.to_string(index=False, float_format="%.4f"))
     elif args.command == "fit":
         trainer = pretrain(args.data, args.run_dir, resume=args.resume, max_steps=args.max_steps, **common)
         state = trainer.state

@@ -21,9 +21,22 @@ class TrainConfig:
         patience: stop after this many epochs without a validation gain of ``min_delta``.
         min_delta: the smallest validation-loss fall that counts as a gain.
         checkpoint_every: steps between checkpoints within an epoch.
-        grad_clip: gradient-norm clip.
+        grad_clip: gradient-norm clip (0: none).
         amp: bfloat16 autocast on CUDA (ignored on CPU).
         model: the encoder's ModelConfig as a dict (standardisation is filled from the data).
+        local_weighting: ``"uniform"``, the plain mean of the local JS terms over
+            every real pair of a batch; or ``"distance"``, the authors' code:
+            each pair weighted by (d + 1)⁻² (donor distances for donated
+            geometry), a weighted mean per site, then the mean over each
+            crystal's sites and over crystals (docs/method.md §3.2).
+        permutation: the global false permutation: ``"sites"`` shuffles species
+            among the primitive sites; ``"supercell"`` shuffles them over the
+            supercell atoms other than the unique sites themselves, one
+            permutation per crystal, as the authors' code does (§3.5).
+        reconstruction: weight of a label-free term in which two small decoders
+            predict each centre site's standardised element properties from μ_i
+            and the crystal's mean of them from μ_G (0: off).
+        amsgrad, eps: AdamW options (the authors' code used amsgrad and eps 1e-7).
     """
 
     epochs: int = 40
@@ -41,3 +54,17 @@ class TrainConfig:
     grad_clip: float = 5.0
     amp: bool = True
     model: dict = field(default_factory=dict)
+    local_weighting: str = "uniform"
+    permutation: str = "sites"
+    reconstruction: float = 0.0
+    amsgrad: bool = False
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("local_weighting", ("uniform", "distance")), ("permutation", ("sites", "supercell"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+#: The values of options added after the first runs: a checkpoint written without one of them used these.
+LEGACY = {"local_weighting": "uniform", "permutation": "sites", "reconstruction": 0.0, "amsgrad": False, "eps": 1e-8}

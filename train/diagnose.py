@@ -18,7 +18,7 @@ from dim_featurizer.encoding import EncodedCrystal
 from dim_featurizer.model import untrained_encoder
 
 from .build import RunSetup
-from .samples import false_permutation, site_species
+from .samples import column_species, false_permutation, site_species
 
 LOCAL_KINDS = ("other environment", "false geometry", "false composition")
 GLOBAL_KINDS = ("other crystal", "false polymorph", "false composition", "false permutation")
@@ -124,9 +124,9 @@ def permutation_copies(setup: RunSetup, seed: int = 0) -> dict[str, int]:
     counts = {"crystals": 0, "unchanged": 0, "copies": 0, "distinct": 0}
     for index in setup.val_idx:
         crystal = setup.dataset.crystal(int(index))
-        permuted = false_permutation(crystal, rng)
+        permuted = false_permutation(crystal, rng, setup.config.permutation)
         counts["crystals"] += 1
-        if np.array_equal(site_species(crystal), site_species(permuted)):
+        if np.array_equal(column_species(crystal), column_species(permuted)):
             counts["unchanged"] += 1
         else:
             counts["copies" if same_environments(crystal, permuted) else "distinct"] += 1

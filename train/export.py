@@ -22,17 +22,20 @@ from dim_featurizer.weights import (
 )
 
 
-def pretraining_record(run: dict[str, Any], best: dict, epochs: int) -> dict[str, Any]:
+def pretraining_record(run: dict[str, Any], best: dict, epochs: int, selection: dict | None = None) -> dict[str, Any]:
     """The facts a weights config carries about its pretraining (read by the benchmark's guard).
 
     Args:
         run: the run's ``run.json``.
         best: the kept epoch and its validation loss.
         epochs: epochs trained.
+        selection: the run's ``devprobe.json`` when the development probe ran.
 
     Returns:
         ``labels_read`` (a list; empty when none), ``test_ids_read`` (an int,
-        None without a split file), the data, split, counts and settings.
+        None without a split file), the data, split, counts and settings, and
+        ``selection_labels_read`` / ``selection_test_ids_read``: the labels the
+        development probe read (training-split ids only) and its test ids (0).
     """
     data = run["data"]
     return {
@@ -47,6 +50,8 @@ def pretraining_record(run: dict[str, Any], best: dict, epochs: int) -> dict[str
         "epochs": epochs,
         "kept_epoch": best["epoch"],
         "stop_reason": run["stop_reason"],
+        "selection_labels_read": list(selection["labels_read"]) if selection else [],
+        "selection_test_ids_read": selection["test_ids_read"] if selection else 0,
     }
 
 
@@ -90,6 +95,43 @@ standardised feature vectors of the validation crystals: this encoder
 """
 
 
+def probes_section(run_dir: Path) -> str:
+    """The card's label-free probes (``diagnose``) and development probe (``probe``), or "" when neither ran."""
+    from .devprobe import dev_summary
+    from .probes import probes_markdown
+
+    parts = []
+    diagnosis = run_dir / "diagnosis.json"
+    probes = json.loads(diagnosis.read_text()).get("probes") if diagnosis.is_file() else None
+    if probes:
+        parts.append(
+            "\n## Label-free probes (`dim-train diagnose`)\n\n"
+            "Held-out linear R² on the validation crystals of what the representations say about the structure "
+            "(docs/method.md §3.7), for the encoder shipped here (`kept`), the run's own initialisation (`start`) "
+            "and the package's untrained control; `active_dims` counts μ_G dimensions with "
+            "var(μ_G) / E[σ²_G] > 0.1. No label is read.\n\n" + probes_markdown(probes) + "\n"
+        )
+    if (run_dir / "devprobe.csv").is_file():
+        record = json.loads((run_dir / "devprobe.json").read_text())
+        table = dev_summary(pd.read_csv(run_dir / "devprobe.csv"))
+        rows = [
+            "| target | model | labels | readout | " + " | ".join(table.columns[4:]) + " |",
+            "|" + " --- |" * len(table.columns),
+        ]
+        rows += [
+            "| " + " | ".join([*map(str, r[:4]), *(f"{v:.4f}" for v in r[4:])]) + " |"
+            for r in table.itertuples(index=False)
+        ]
+        parts.append(
+            "## Development probe (`dim-train probe`)\n\n"
+            f"Median MAE over {record['draws']} seeded draws, fitted on labels of the run's training crystals and "
+            f"measured on {record['n_score']} training-split crystals the encoder never trained on. Labels read "
+            f"for model selection: {', '.join(record['labels_read'])} of training-split ids only. Test ids read: "
+            "none.\n\n" + "\n".join(rows) + "\n"
+        )
+    return "\n".join(parts)
+
+
 def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict, notes: str = "") -> str:
     """The card, generated from the run's facts only (nothing on it can go stale when results change).
 
@@ -99,6 +141,7 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict,
     """
     record = config["pretraining"]
     labels = ", ".join(record["labels_read"]) or "none"
+    chosen_with = ", ".join(record.get("selection_labels_read", [])) or "none"
     test_ids = {0: "none", None: "unknown (no split file)"}.get(record["test_ids_read"], record["test_ids_read"])
     metadata = "\n".join(f"  {k}: {_yaml_value(v)}" for k, v in record.items())
     last = log.iloc[-1]
@@ -158,7 +201,8 @@ this project's own `dim-train` code from real data. Load it with
 
 - Source: `{run["data"]["source"]}`; split file `{run["data"]["split"]}`,
   subset `{run["data"]["subset"]}`.
-- Labels read: {labels}. Test ids read: {test_ids}. (Also in `config.json`
+- Labels read: {labels}. Test ids read: {test_ids}. Labels read for model
+  selection: {chosen_with} (training-split ids only). (Also in `config.json`
   under `pretraining`, which the benchmark harness checks.)
 - Structures offered: {run["data"]["offered"]}; excluded: {run["data"]["excluded"]}
   ({run["data"]["excluded_reasons"]}); used: {run["data"]["used"]}, of which
@@ -230,13 +274,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
     log = pd.read_csv(run_dir / "log.csv")
     best = json.loads((run_dir / "best" / "training.json").read_text())
     best = {"epoch": int(best["epoch"]), "val_total": float(best["val_total"])}
-    encoder.config = replace(encoder.config, pretraining=pretraining_record(run, best, len(log)))
+    probe = run_dir / "devprobe.json"
+    selection = json.loads(probe.read_text()) if probe.is_file() else None
+    encoder.config = replace(encoder.config, pretraining=pretraining_record(run, best, len(log), selection))
     target = out_dir / name
     save_pretrained(encoder, target)
     from .plot import plot_curves
 
     plot_curves(run_dir / "log.csv", target / "loss_curves.png", title=name)
-    notes = diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"])
+    notes = diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"]) + probes_section(run_dir)
     card = model_card(run, log, encoder.config.as_dict(), best, notes)
     (target / CARD_NAME).write_text(card)
     manifest_path = out_dir / MANIFEST_NAME

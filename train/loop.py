@@ -26,12 +26,12 @@ from tqdm.auto import tqdm
 from dim_featurizer.weights import save_pretrained
 
 from .build import RunSetup, epoch_batches, step_rng
-from .config import TrainConfig
+from .config import LEGACY, TrainConfig
 from .objective import Losses
 
 __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
 
-LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "total")
+LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "reconstruction", "total")
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -45,7 +45,9 @@ def _write_log(history: list[dict], path: Path) -> None:
         return
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        # Rows of a run resumed across versions may hold different columns: write their union.
+        fieldnames = list(dict.fromkeys(k for row in history for k in row))
+        writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
         writer.writeheader()
         writer.writerows(history)
     os.replace(tmp, path)
@@ -67,8 +69,9 @@ class Trainer:
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
+        cfg = self.config
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad, eps=cfg.eps
         )
         self.wrapped = self.model
         if self.distributed:
@@ -102,7 +105,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (tensors only, no arbitrary pickle)."""
         blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        saved, current = json.loads(blob["config"]), asdict(self.config)
+        saved, current = {**LEGACY, **json.loads(blob["config"])}, asdict(self.config)
         # Only the epoch limit may change: raising it extends a finished run without changing any draw.
         changed = sorted(k for k in saved.keys() | current.keys() if k != "epochs" and saved.get(k) != current.get(k))
         if changed:
@@ -176,7 +179,8 @@ class Trainer:
                     losses = self._losses(self.wrapped, mine[step], step_rng(cfg.seed, epoch, step, self.rank))
                     self.optimizer.zero_grad(set_to_none=True)
                     losses.total.backward()
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    if cfg.grad_clip > 0:  # 0 or less: no clipping (the authors' code)
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                     self.optimizer.step()
                     sums = self.state["sums"]
                     for k, v in losses.as_floats().items():

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dim_featurizer.elements import ELEMENT_PROPERTIES
 from dim_featurizer.model import SiteNetEncoder, gather_rows
 
 from .samples import TrainingSample
@@ -52,6 +53,7 @@ class Losses:
     local_kl: torch.Tensor
     global_js: torch.Tensor
     global_kl: torch.Tensor
+    reconstruction: torch.Tensor
     total: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
@@ -66,13 +68,29 @@ class DeepInfoMax(nn.Module):
         alpha, beta: weights of the JS and KL terms (1 and 0.1).
         only_other: use only the "other environment" / "other crystal"
             false samples (the paper's Fig. 11 ablation).
+        local_weighting: ``"uniform"`` or ``"distance"`` (``TrainConfig.local_weighting``).
+        reconstruction: weight of the label-free reconstruction term; its two
+            decoders exist only when it is positive, so older checkpoints load.
     """
 
-    def __init__(self, encoder: SiteNetEncoder, alpha: float = 1.0, beta: float = 0.1, only_other: bool = False):
+    def __init__(
+        self,
+        encoder: SiteNetEncoder,
+        alpha: float = 1.0,
+        beta: float = 0.1,
+        only_other: bool = False,
+        local_weighting: str = "uniform",
+        reconstruction: float = 0.0,
+    ):
         super().__init__()
         config = encoder.config
         self.encoder = encoder
         self.alpha, self.beta, self.only_other = alpha, beta, only_other
+        self.local_weighting, self.reconstruction = local_weighting, reconstruction
+        if reconstruction > 0:
+            n = len(ELEMENT_PROPERTIES)
+            self.local_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), nn.Mish(), nn.Linear(64, n))
+            self.global_decoder = nn.Sequential(nn.Linear(config.global_dim, 64), nn.Mish(), nn.Linear(64, n))
         self.local_rep = ScoreNet(config.local_dim)
         # Narrow hidden layer: this net runs on every pair four times (true + three false).
         self.local_sample = ScoreNet(config.n_site_features + 1, hidden=LOCAL_SAMPLE_HIDDEN)
@@ -118,12 +136,37 @@ class DeepInfoMax(nn.Module):
         return F.softplus(-true), torch.stack([F.softplus(t) for t in false]), batch.mask
 
     def local_loss(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator) -> torch.Tensor:
-        """Local JS over every real (site, neighbour) pair."""
+        """Local JS: the plain mean over real pairs, or the (d + 1)⁻²-weighted mean per site, then crystals."""
         true_term, false_terms, mask = self.local_terms(sample, mu, logvar, generator)
-        per_pair = true_term + false_terms.mean(0)
-        # A weighted sum, not per_pair[mask]: boolean indexing's backward is not deterministic on CPU threads.
-        mask = mask.to(per_pair.dtype)
-        return (per_pair * mask).sum() / mask.sum()
+        # Weighted sums, not term[mask]: boolean indexing's backward is not deterministic on CPU threads.
+        mask = mask.to(true_term.dtype)
+        if self.local_weighting == "uniform":
+            return ((true_term + false_terms.mean(0)) * mask).sum() / mask.sum()
+        batch = sample.real
+        own = batch.distances
+        donor = batch.distances[sample.donor_row.unsqueeze(1), sample.donor_col]
+        # Distances behind each term: true, other environment, then false geometry and false composition.
+        distances = [own, donor] + ([] if self.only_other else [donor, own])
+
+        def site_mean(term: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            weight = mask / (d + 1.0) ** 2  # the self pair (d = 0) weighs 1
+            return (term * weight).sum(1) / weight.sum(1)
+
+        false = torch.stack([site_mean(t, d) for t, d in zip(false_terms, distances[1:])]).mean(0)
+        per_site = site_mean(true_term, own) + false
+        return _scatter_mean(per_site, batch.crystal_index, batch.n_crystals).mean()
+
+    def reconstruction_loss(self, sample: TrainingSample, local_mu: torch.Tensor, global_mu: torch.Tensor):
+        """MSE of the decoders: centre-site standardised element properties from μ_i, their crystal mean from μ_G.
+
+        Gradients reach the local encoder through μ_i and the global encoder through μ_G (label-free).
+        """
+        batch, lo = sample.real, self.encoder.local
+        n = len(ELEMENT_PROPERTIES)
+        target = (batch.site_features[:, :n] - lo.feature_mean[:n]) / lo.feature_std[:n]
+        crystal = torch.stack([_scatter_mean(target[:, k], batch.crystal_index, batch.n_crystals) for k in range(n)], 1)
+        local = F.mse_loss(self.local_decoder(local_mu), target)
+        return local + F.mse_loss(self.global_decoder(global_mu), crystal)
 
     # -- global --------------------------------------------------------------
     @torch.no_grad()
@@ -163,17 +206,21 @@ class DeepInfoMax(nn.Module):
 
     def global_loss(
         self, sample: TrainingSample, local_mu: torch.Tensor, generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global JS over each crystal's environments, and the global KL."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Global JS over each crystal's environments, the global KL, and μ_G."""
         true_term, false_terms, weights, mu, logvar = self.global_terms(sample, local_mu, generator)
         false_term = (false_terms * weights).sum(0) / weights.sum(0)
-        return (true_term + false_term).mean(), gaussian_kl(mu, logvar)
+        return (true_term + false_term).mean(), gaussian_kl(mu, logvar), mu
 
     def forward(self, sample: TrainingSample, generator: torch.Generator | None = None) -> Losses:
-        """All losses for one step: α·JS + β·KL at each level, summed."""
+        """All losses for one step: α·JS + β·KL at each level, summed, plus the reconstruction term when on."""
         local_mu, local_logvar = self.encoder.local(sample.real)
         local_js = self.local_loss(sample, local_mu, local_logvar, generator)
         local_kl = gaussian_kl(local_mu, local_logvar)
-        global_js, global_kl = self.global_loss(sample, local_mu, generator)
+        global_js, global_kl, global_mu = self.global_loss(sample, local_mu, generator)
         total = self.alpha * (local_js + global_js) + self.beta * (local_kl + global_kl)
-        return Losses(local_js, local_kl, global_js, global_kl, total)
+        reconstruction = local_js.new_zeros(())
+        if self.reconstruction > 0:
+            reconstruction = self.reconstruction_loss(sample, local_mu, global_mu)
+            total = total + self.reconstruction * reconstruction
+        return Losses(local_js, local_kl, global_js, global_kl, reconstruction, total)

@@ -108,28 +108,55 @@ def false_composition(own: EncodedCrystal, donor: EncodedCrystal, rng: np.random
     return EncodedCrystal(donor.site_features[take], own.distances, own.image_of, own.repeats)
 
 
-def false_permutation(own: EncodedCrystal, rng: np.random.Generator) -> EncodedCrystal:
-    """Own geometry and composition, species permuted among the sites."""
-    return EncodedCrystal(own.site_features[rng.permutation(own.n_sites)], own.distances, own.image_of, own.repeats)
+def false_permutation(own: EncodedCrystal, rng: np.random.Generator, over: str = "sites") -> EncodedCrystal:
+    """Own geometry and composition with the species shuffled.
+
+    Args:
+        own: the crystal.
+        rng: the draw.
+        over: ``"sites"`` permutes species among the primitive sites;
+            ``"supercell"`` permutes which site each supercell atom copies,
+            over every atom but the unique sites themselves (columns 0..n-1,
+            each row's own centre), which breaks the supercell's periodicity
+            as the authors' code does. A cell without repeats has nothing to
+            permute and comes back unchanged (masked as invalid).
+    """
+    if over == "sites":
+        return EncodedCrystal(own.site_features[rng.permutation(own.n_sites)], own.distances, own.image_of, own.repeats)
+    order = np.arange(own.n_atoms)
+    order[own.n_sites :] = own.n_sites + rng.permutation(own.n_atoms - own.n_sites)
+    return EncodedCrystal(own.site_features, own.distances, own.image_of[order], own.repeats)
+
+
+def column_species(crystal: EncodedCrystal) -> np.ndarray:
+    """(m, 2) the species of each supercell atom (column)."""
+    return site_species(crystal)[crystal.image_of]
 
 
 def make_sample(
-    dataset: EncodedDataset, sizes: SizeIndex, indices: np.ndarray, rng: np.random.Generator
+    dataset: EncodedDataset,
+    sizes: SizeIndex,
+    indices: np.ndarray,
+    rng: np.random.Generator,
+    permutation: str = "sites",
 ) -> TrainingSample:
-    """Build the real batch for dataset ``indices`` and every false sample, all from ``rng``."""
+    """Build the real batch for dataset ``indices`` and every false sample, all from ``rng``.
+
+    ``permutation`` is how false permutations are drawn (:func:`false_permutation`).
+    """
     crystals = dataset.subset(indices)
     polymorphs, compositions, permutations, valid = [], [], [], []
     for index, own in zip(indices, crystals):
         poly = false_polymorph(own, dataset.crystal(sizes.donor(int(index), rng)), rng)
         donor = dataset.crystal(sizes.donor(int(index), rng))
         comp = false_composition(own, donor, rng)
-        perm = false_permutation(own, rng)
+        perm = false_permutation(own, rng, permutation)
         own_species = site_species(own)
         valid.append(
             [
                 True,  # another geometry (its distance matrix differs) with own species
                 not _same_multiset(site_species(comp), own_species),
-                bool(np.any(site_species(perm) != own_species)),
+                bool(np.any(column_species(perm) != column_species(own))),
             ]
         )
         polymorphs.append(poly)

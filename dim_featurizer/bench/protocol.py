@@ -6,37 +6,44 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, RidgeCV
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 MODELS = ("linear", "mlp")
+#: Every model kind ``make_model`` knows; ``ridge`` is RidgeCV over a fixed grid of penalties.
+ALL_MODELS = ("linear", "ridge", "mlp")
 
 
-def make_model(kind: str, seed: int):
+def make_model(kind: str, seed: int, scale: bool = True):
     """Mean-impute (a failed featurisation is NaN) → standardise every feature → regressor.
 
     The same scaling for every representation: each feature to zero mean and
     unit variance over the labelled subset (constant features stay 0).
+    ``scale=False`` leaves out the scaler, for features already standardised
+    over an unlabelled pool.
     """
     if kind == "linear":
         regressor = LinearRegression()  # least squares (minimum norm when under-determined)
+    elif kind == "ridge":
+        regressor = RidgeCV(alphas=np.logspace(-3, 4, 15))
     elif kind == "mlp":
         regressor = MLPRegressor(hidden_layer_sizes=(64,), activation="relu", max_iter=1000, random_state=seed)
     else:
         raise ValueError(f"unknown model {kind!r}")
-    return make_pipeline(SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler(), regressor)
+    steps = [SimpleImputer(strategy="mean", keep_empty_features=True)] + ([StandardScaler()] if scale else [])
+    return make_pipeline(*steps, regressor)
 
 
-def fit_one(x_train, y_train, x_test, y_test, kind: str, seed: int) -> float:
+def fit_one(x_train, y_train, x_test, y_test, kind: str, seed: int, scale: bool = True) -> float:
     """Fit on the subset and return the test MAE."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLP convergence warnings at the iteration cap
-        model = make_model(kind, seed).fit(x_train, y_train)
+        model = make_model(kind, seed, scale).fit(x_train, y_train)
     return float(np.mean(np.abs(model.predict(x_test) - y_test)))
 
 

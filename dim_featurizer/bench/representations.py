@@ -100,6 +100,8 @@ def check_pretraining(featurizer: DeepInfoMaxFeaturizer, test_ids: list[str]) ->
         raise ValueError(f"weights {info.name!r} record labels read in pretraining: {record.get('labels_read')!r}")
     if record.get("test_ids_read") != 0:
         raise ValueError(f"weights {info.name!r} record test ids read in pretraining: {record.get('test_ids_read')!r}")
+    if record.get("selection_test_ids_read", 0) != 0:
+        raise ValueError(f"weights {info.name!r} were selected with test ids: {record['selection_test_ids_read']!r}")
     card = Path(info.path) / CARD_NAME
     text = card.read_text() if card.is_file() else ""
     leaked = [i for i in test_ids if f"`{i}`" in text or f" {i} " in text or f" {i}," in text]

@@ -1,0 +1,142 @@
+"""Pretraining options (local weighting, supercell permutation, reconstruction) and the probes, on tiny real data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from dim_featurizer.train.build import build_setup
+from dim_featurizer.train.cache import encode_dataset
+from dim_featurizer.train.config import TrainConfig
+from dim_featurizer.train.loop import Trainer
+from dim_featurizer.train.objective import DeepInfoMax
+from dim_featurizer.train.probes import label_free_probes, linear_r2
+from dim_featurizer.train.samples import SizeIndex, column_species, false_permutation, make_sample
+
+from dim_featurizer.encoding import EncodingConfig
+from dim_featurizer.model import untrained_encoder
+
+
+@pytest.fixture(scope="module")
+def dataset(real_structures):
+    series = pd.Series(real_structures, index=[f"c{i}" for i in range(len(real_structures))])
+    return encode_dataset(series, EncodingConfig(), pbar=False)
+
+
+@pytest.fixture
+def sample(dataset):
+    return make_sample(dataset, SizeIndex(dataset.n_sites), np.arange(10), np.random.default_rng(3), "supercell")
+
+
+def test_distance_weighting_is_the_per_site_then_per_crystal_mean(sample):
+    model = DeepInfoMax(untrained_encoder(), local_weighting="distance")
+    mu, logvar = model.encoder.local(sample.real)
+    generator = torch.Generator().manual_seed(0)
+    true, false, mask = model.local_terms(sample, mu, logvar, generator)
+    got = model.local_loss(sample, mu, logvar, torch.Generator().manual_seed(0))
+    batch = sample.real
+    own = batch.distances.numpy()
+    donor = batch.distances[sample.donor_row.unsqueeze(1), sample.donor_col].numpy()
+    true, false, mask = true.detach().numpy(), false.detach().numpy(), mask.numpy()
+    per_crystal = {}
+    for row in range(len(own)):  # written out site by site, as the authors' code reads
+
+        def mean(term, d):
+            w = mask[row] / (d[row] + 1) ** 2
+            return (term[row] * w).sum() / w.sum()
+
+        value = mean(true, own) + np.mean([mean(false[k], d) for k, d in enumerate((donor, donor, own))])
+        per_crystal.setdefault(int(batch.crystal_index[row]), []).append(value)
+    expected = np.mean([np.mean(v) for v in per_crystal.values()])
+    assert float(got.detach()) == pytest.approx(expected, rel=1e-5)
+    uniform = DeepInfoMax(model.encoder, local_weighting="uniform").local_loss(sample, mu, logvar, generator)
+    assert abs(float(uniform.detach()) - float(got.detach())) > 1e-4  # the two weightings really differ
+
+
+def test_supercell_permutation_keeps_centres_geometry_and_composition(dataset):
+    rng = np.random.default_rng(0)
+    changed = 0
+    for i in range(len(dataset)):
+        own = dataset.crystal(i)
+        perm = false_permutation(own, rng, "supercell")
+        np.testing.assert_array_equal(perm.distances, own.distances)
+        np.testing.assert_array_equal(perm.image_of[: own.n_sites], own.image_of[: own.n_sites])  # centres kept
+        assert sorted(perm.image_of.tolist()) == sorted(own.image_of.tolist())  # same atoms, same composition
+        if own.n_atoms == own.n_sites:
+            np.testing.assert_array_equal(perm.image_of, own.image_of)  # nothing to permute
+        changed += bool(np.any(column_species(perm) != column_species(own)))
+    assert changed > len(dataset) // 2
+
+
+def test_supercell_permutations_are_masked_when_they_change_nothing(sample, dataset):
+    for c, index in enumerate(range(10)):
+        own = dataset.crystal(index)
+        rows = sample.permutation.crystal_index == c
+        species = sample.permutation.site_features[rows][:, [0, 8]].numpy()
+        neighbours = sample.permutation.neighbor_index[rows][0, : own.n_atoms] - int(np.flatnonzero(rows)[0])
+        differs = bool(np.any(species[neighbours.numpy()] != column_species(own)))
+        assert bool(sample.valid[2, c]) == differs
+
+
+def test_reconstruction_trains_both_decoders_and_keeps_old_checkpoints_loadable(dataset, tmp_path):
+    config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, reconstruction=1.0, local_weighting="distance")
+    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / "rec")
+    assert hasattr(trainer.model, "local_decoder") and hasattr(trainer.model, "global_decoder")
+    batch = np.arange(8)
+    losses = trainer._losses(trainer.model, batch, np.random.default_rng(0))
+    losses.reconstruction.backward()
+    assert trainer.model.encoder.local.site_embed[0].weight.grad.abs().sum() > 0  # reaches the local encoder
+    assert trainer.model.encoder.global_.mu.weight.grad.abs().sum() > 0
+    trainer.fit(pbar=False)
+    assert trainer.state["history"][0]["train_reconstruction"] > 0
+    plain = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2)
+    assert not hasattr(build_setup(dataset, plain, EncodingConfig(), device="cpu").model, "local_decoder")
+    # A checkpoint written before these options existed resumes under their legacy values.
+    Trainer(build_setup(dataset, plain, EncodingConfig(), device="cpu"), tmp_path / "old").fit(max_steps=1, pbar=False)
+    blob = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    saved = {k: v for k, v in json.loads(blob["config"]).items() if k not in ("local_weighting", "reconstruction")}
+    blob["config"] = json.dumps(saved)
+    torch.save(blob, tmp_path / "old" / "checkpoint.pt")
+    Trainer(build_setup(dataset, plain, EncodingConfig(), device="cpu"), tmp_path / "old").load_checkpoint()
+
+
+def test_linear_r2_sees_what_is_linearly_there():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(100), 3)
+    x = rng.normal(size=(300, 5))
+    assert linear_r2(x, x[:, 0] * 2 + 1, groups) > 0.99
+    assert linear_r2(x, rng.normal(size=300), groups) < 0.1
+
+
+def test_label_free_probes_on_real_crystals(dataset):
+    probes = label_free_probes(untrained_encoder(), dataset, np.arange(len(dataset)))
+    assert set(probes) >= {"centre_Z_r2", "centre_EN_r2", "shell_EN_r2", "nn_distance_r2", "mean_properties_r2"}
+    assert probes["centre_Z_r2"] > 0.8 and probes["centre_EN_r2"] > 0.8  # a random network keeps the centre atom
+    assert 0 <= probes["active_dims"] <= probes["global_dim"] == 128
+
+
+def test_diagnose_and_probe_commands_on_the_sample(sample_dir, tmp_path):
+    from dim_featurizer.train.cli import main
+    from dim_featurizer.train.export import export_run
+
+    data, split = str(sample_dir / "mp2018_e_form_gap.json.gz"), str(sample_dir / "mp2018_folds.json")
+    common = [data, "--split", split, "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-sites", "300"]
+    common += ["--val-fraction", "0.2", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]
+    assert main(["fit", *common, "--local-weighting", "distance", "--permutation", "supercell"]) == 0
+    assert main(["diagnose", *common, "--local-weighting", "distance", "--permutation", "supercell"]) == 0
+    probes = json.loads((tmp_path / "run" / "diagnosis.json").read_text())["probes"]
+    assert set(probes) == {"kept", "start", "untrained"}
+    args = [*common, "--local-weighting", "distance", "--permutation", "supercell", "--budgets", "20", "--draws", "2"]
+    assert main(["probe", *args, "--models", "ridge"]) == 0
+    fits = pd.read_csv(tmp_path / "run" / "devprobe.csv")
+    assert set(fits["encoder"]) == {"kept", "start", "untrained"} and np.isfinite(fits["mae"]).all()
+    assert len(fits) == 3 * 2 * 2 * 1 * 2  # encoders x readouts x targets x budgets x draws
+    folds = json.loads(open(split).read())
+    assert fits["n_score"].iloc[0] <= len(folds["train"])
+    card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
+    assert "## Label-free probes" in card and "## Development probe" in card
+    record = json.loads((tmp_path / "weights" / "toy" / "config.json").read_text())["pretraining"]
+    assert record["selection_labels_read"] == ["e_form", "gap"] and record["selection_test_ids_read"] == 0
