@@ -42,13 +42,13 @@ def test_distance_weighting_is_the_per_site_then_per_crystal_mean(sample):
     donor = batch.distances[sample.donor_row.unsqueeze(1), sample.donor_col].numpy()
     true, false, mask = true.detach().numpy(), false.detach().numpy(), mask.numpy()
     per_crystal = {}
+
+    def mean(term, d, row):
+        w = mask[row] / (d[row] + 1) ** 2
+        return (term[row] * w).sum() / w.sum()
+
     for row in range(len(own)):  # written out site by site, as the authors' code reads
-
-        def mean(term, d):
-            w = mask[row] / (d[row] + 1) ** 2
-            return (term[row] * w).sum() / w.sum()
-
-        value = mean(true, own) + np.mean([mean(false[k], d) for k, d in enumerate((donor, donor, own))])
+        value = mean(true, own, row) + np.mean([mean(false[k], d, row) for k, d in enumerate((donor, donor, own))])
         per_crystal.setdefault(int(batch.crystal_index[row]), []).append(value)
     expected = np.mean([np.mean(v) for v in per_crystal.values()])
     assert float(got.detach()) == pytest.approx(expected, rel=1e-5)
