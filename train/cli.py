@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--draws", type=int, default=5)
     probe.add_argument("--models", nargs="+", default=["ridge", "mlp"])
     probe.add_argument("--n-score", type=int, default=2000, help="crystals to score on (training split, unseen)")
+    probe.add_argument(
+        "--encoders", nargs="+", default=["kept", "start", "untrained"], choices=["kept", "start", "untrained"]
+    )
 
     export = sub.add_parser("export", help="write a run's best encoder into a weights folder, with a model card")
     export.add_argument("run_dir")
@@ -131,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("dim-train probe: --split is required (labels are read for its training ids only)")
         setup, _ = prepare_setup(args.data, **common)
         run_dir = Path(args.run_dir)
+        encoders = {k: v for k, v in probe_encoders(setup, run_dir).items() if k in args.encoders}
         fits = dev_probe(
-            probe_encoders(setup, run_dir),
+            encoders,
             setup,
             args.data,
             args.split,

@@ -1,0 +1,103 @@
+"""Proxy sweep of pretraining variants (issue: make pretraining pay), judged by probes, never by the test split.
+
+Each variant is a short run on the first 4,000 training-split crystals of
+mp2018 (8 epochs), then ``dim-train diagnose`` (label-free probes on its
+validation crystals) and ``dim-train probe`` (formation energy and band gap
+labels of training-split crystals only; MAE on 2,000 training-split crystals
+the proxy never saw). Resumable: a variant whose outputs exist is skipped,
+and a killed fit resumes from its checkpoint.
+
+    python runs/proxy-sweep/sweep.py --shard 0/2 &   # two at once, one thread each
+    python runs/proxy-sweep/sweep.py --shard 1/2 &
+    python runs/proxy-sweep/sweep.py --table         # writes variants.md from what has finished
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("DIM_DATA_DIR", HERE.parents[2] / "shared" / "data"))
+PROXY = ["--limit", "4000", "--epochs", "8", "--patience", "100"]
+DISTANCE_SUPERCELL = ["--local-weighting", "distance", "--permutation", "supercell"]
+REFERENCE_OPTIMISER = ["--lr", "1e-4", "--amsgrad", "--eps", "1e-7", "--weight-decay", "1e-4", "--grad-clip", "0"]
+VARIANTS = {
+    "v0-baseline": [],
+    "v1-distance": ["--local-weighting", "distance"],
+    "v2-distance-supercell": DISTANCE_SUPERCELL,
+    "v3-distance-supercell-recon": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0"],
+    "v4-distance-recon": ["--local-weighting", "distance", "--reconstruction", "1.0"],
+    "v5-v3-reference-optimiser": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER],
+    "v6-v3-d64": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--global-dim", "64"],
+    "v7-v3-beta0.01": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--beta", "0.01"],
+}
+
+
+def dim_train(*args: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "dim_featurizer.train.cli", *args], check=True, env=env)
+
+
+def run_variant(name: str, options: list[str]) -> None:
+    run_dir = HERE / name
+    common = [str(DATA / "mp2018_e_form_gap.json.gz"), "--split", str(DATA / "mp2018_folds.json")]
+    common += ["--run-dir", str(run_dir), "--no-progress", *PROXY, *options]
+    if not (run_dir / "run.json").is_file() or json.loads((run_dir / "run.json").read_text())["epochs_done"] < 8:
+        dim_train("fit", *common, "--resume")
+    if not (run_dir / "diagnosis.json").is_file():
+        dim_train("diagnose", *common)
+    if not (run_dir / "devprobe.csv").is_file():
+        encoders = ["kept", "start", "untrained"] if name == "v0-baseline" else ["kept"]
+        dim_train("probe", *common, "--draws", "3", "--encoders", *encoders)
+
+
+def table() -> str:
+    """One row per finished variant: label-free probes, then development-probe medians (eV/atom, eV)."""
+    rows = []
+    for name in VARIANTS:
+        run_dir = HERE / name
+        if not (run_dir / "devprobe.csv").is_file():
+            continue
+        probes = json.loads((run_dir / "diagnosis.json").read_text())["probes"]
+        fits = pd.read_csv(run_dir / "devprobe.csv")
+        medians = fits.groupby(["encoder", "target", "model", "budget", "readout"])["mae"].median()
+        for encoder in ("kept",) if name != "v0-baseline" else ("kept", "start", "untrained"):
+            label = name if encoder == "kept" else f"{encoder} (initialisation)" if encoder == "start" else encoder
+            p = probes[encoder]
+            row = {
+                "variant": label,
+                "options": " ".join(VARIANTS[name]) if encoder == "kept" else "",
+                "Z / EN R²": f"{p['centre_Z_r2']:.2f} / {p['centre_EN_r2']:.2f}",
+                "shell EN / d_nn R²": f"{p['shell_EN_r2']:.2f} / {p['nn_distance_r2']:.2f}",
+                "mean props R² (μ_G / pooled)": f"{p['mean_properties_r2']:.2f} / {p['mean_properties_r2_pooled']:.2f}",
+                "active μ_G dims": f"{p['active_dims']}/{p['global_dim']}",
+            }
+            for target in ("e_form", "gap"):
+                for readout in ("global_mu", "pooled"):
+                    cells = [f"{medians[encoder, target, m, 1000, readout]:.3f}" for m in ("ridge", "mlp")]
+                    row[f"{target} @1000 {readout} ridge / MLP"] = " / ".join(cells)
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns) + "\n"
+    return header + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)) + "\n"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shard", default="0/1", help="i/n: run every n-th variant starting at i")
+    parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")
+    args = parser.parse_args()
+    if args.table:
+        (HERE / "variants.md").write_text(table())
+        print((HERE / "variants.md").read_text())
+    else:
+        i, n = map(int, args.shard.split("/"))
+        for name in list(VARIANTS)[i::n]:
+            run_variant(name, VARIANTS[name])
