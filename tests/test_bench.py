@@ -119,6 +119,8 @@ def test_fits_are_paired_and_reported(tmp_path):
 
 def test_dim_bench_quick_run(tmp_path, sample_dir):
     args = [
+        "--protocol",
+        "v1",
         "--data-dir",
         str(sample_dir),
         "--tasks",
@@ -163,3 +165,40 @@ def test_dim_bench_quick_run(tmp_path, sample_dir):
 def test_metal_halide_labels(examples):
     labels = report.metal_halide(pd.Series([examples["NaCl"], examples["Si"], examples["CsCl"], examples["GaAs"]]))
     assert labels.tolist() == [True, False, True, False]
+
+
+def test_protocol_v2_scales_on_the_unlabelled_pool(tmp_path, sample_dir):
+    from dim_featurizer.bench import run_benchmark
+    from dim_featurizer.bench.protocol import fit_one, standardise
+
+    rng = np.random.default_rng(0)
+    ids = [f"x{i}" for i in range(80)]
+    pool = pd.DataFrame({"y": rng.random(60)}, index=ids[:60])
+    test = pd.DataFrame({"y": rng.random(20)}, index=ids[60:])
+    features = pd.DataFrame(np.c_[np.r_[pool.y, test.y], rng.random(80) * 50 + 7], index=ids)
+    subsets = {(10, 0): np.arange(10)}
+    x = standardise(features.to_numpy(), features.loc[pool.index].to_numpy())
+    np.testing.assert_allclose(x[:60].mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(x[:60].std(0), 1, atol=1e-12)
+    v2 = run_fits("toy", {"f": features}, pool, test, "y", subsets, ("linear",), pbar=False, scaler="pool")
+    by_hand = fit_one(x[:10], pool.y.to_numpy()[:10], x[60:], test.y.to_numpy(), "linear", 0, scale=False)
+    assert v2["mae"].iloc[0] == pytest.approx(by_hand)
+    subset_only = x.copy()
+    subset_only[:, 0] = (features[0] - features[0][:10].mean()) / features[0][:10].std(ddof=0)
+    assert not np.allclose(subset_only[60:, 0], x[60:, 0])  # the two scalers really differ
+    result = run_benchmark(
+        out=None,
+        tasks=["phonons"],
+        representations=["magpie"],
+        budgets=[20],
+        draws=2,
+        test_limit=20,
+        data_dir=sample_dir,
+        cache_dir=tmp_path,
+        n_jobs=1,
+        pbar=False,
+        log=None,
+    )
+    assert sorted(result.fits["model"].unique()) == ["linear", "mlp", "ridge"] and len(result.fits) == 6
+    stored = sum(len(np.load(p)["ids"]) for p in tmp_path.rglob("part-*.npz"))
+    assert stored == 240 + 20  # v2 featurises the whole pool, not only the drawn crystals

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dim_featurizer.readers import default_data_dir
 
-from .protocol import ALL_MODELS, MODELS
+from .protocol import ALL_MODELS
 from .representations import representations
 from .run import BUDGETS, run_benchmark
 from .tasks import TASKS
@@ -24,7 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=Path(".cache/dim-bench"))
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--representations", nargs="+", default=names, choices=names)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=ALL_MODELS)
+    p.add_argument("--models", nargs="+", choices=ALL_MODELS, help="default: the protocol's own")
+    p.add_argument(
+        "--protocol",
+        default="v2",
+        choices=["v1", "v2"],
+        help="v2: scaler fitted on the unlabelled pool, RidgeCV added; v1: scaler on each labelled subset",
+    )
     p.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     p.add_argument("--draws", type=int, default=100, help="seeded draws per budget (quick runs: fewer)")
     p.add_argument("--test-limit", type=int, help="quick runs: only the first N test crystals")

@@ -13,6 +13,8 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 MODELS = ("linear", "mlp")
+#: Where the feature scaler is fitted: the labelled subset (protocol v1) or the unlabelled pool (v2).
+SCALERS = ("subset", "pool")
 #: Every model kind ``make_model`` knows; ``ridge`` is RidgeCV over a fixed grid of penalties.
 ALL_MODELS = ("linear", "ridge", "mlp")
 
@@ -37,6 +39,18 @@ def make_model(kind: str, seed: int, scale: bool = True):
     return make_pipeline(*steps, regressor)
 
 
+def standardise(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``x`` with each column centred and scaled by the NaN-aware mean and std of ``reference`` (constant: std 1)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # all-NaN columns (a representation that failed everywhere)
+        mean, std = np.nanmean(reference, axis=0), np.nanstd(reference, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+    return (x - mean) / std
+
+
 def fit_one(x_train, y_train, x_test, y_test, kind: str, seed: int, scale: bool = True) -> float:
     """Fit on the subset and return the test MAE."""
     import warnings
@@ -57,19 +71,33 @@ def run_fits(
     models: tuple[str, ...] = MODELS,
     n_jobs: int = 1,
     pbar: bool = True,
+    scaler: str = "subset",
 ) -> pd.DataFrame:
     """Every (representation, model, budget, draw) fit; one row each with the test MAE.
 
     The same subsets (pool positions) are used for every representation, so the comparisons are paired.
+
+    Args:
+        scaler: ``"subset"`` standardises each feature over the labelled subset
+            of each fit (protocol v1); ``"pool"`` over every crystal of
+            ``pool``, its labels unread (protocol v2), so a feature that is
+            non-zero in two labelled crystals is not blown up. With ``"pool"``,
+            ``pool`` must be the task's whole unlabelled pool.
     """
+    if scaler not in SCALERS:
+        raise ValueError(f"scaler must be one of {SCALERS}, got {scaler!r}")
     y_pool, y_test = pool[target].to_numpy(float), test[target].to_numpy(float)
     jobs, keys = [], []
     for rep, frame in features.items():
         x_pool, x_test = frame.loc[pool.index].to_numpy(), frame.loc[test.index].to_numpy()
+        if scaler == "pool":
+            x_pool, x_test = standardise(x_pool, x_pool), standardise(x_test, x_pool)
         for (budget, draw), rows in subsets.items():
             for kind in models:
                 keys.append((task_name, rep, kind, budget, draw))
-                jobs.append(delayed(fit_one)(x_pool[rows], y_pool[rows], x_test, y_test, kind, draw))
+                jobs.append(
+                    delayed(fit_one)(x_pool[rows], y_pool[rows], x_test, y_test, kind, draw, scaler == "subset")
+                )
     results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
     maes = list(tqdm(results, total=len(jobs), desc=f"fits {task_name}", disable=not pbar))
     frame = pd.DataFrame(keys, columns=["task", "representation", "model", "budget", "draw"])

@@ -18,12 +18,14 @@ from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir
 
 from . import report
-from .protocol import MODELS, run_fits
+from .protocol import run_fits
 from .representations import cached_features, check_pretraining, make_featurizer, representation_key, weights_used
 from .representations import representations as all_representations
 from .tasks import TASKS, draw_subsets, load_task
 
 BUDGETS = (50, 100, 250, 1000)
+#: Each protocol's feature scaler and default models.
+PROTOCOLS = {"v1": ("subset", ("linear", "mlp")), "v2": ("pool", ("linear", "ridge", "mlp"))}
 
 
 @dataclass
@@ -58,7 +60,7 @@ def run_benchmark(
     out: str | Path | None = "results",
     tasks: Sequence[str] = TASKS,
     representations: Sequence[str] | None = None,
-    models: Sequence[str] = MODELS,
+    models: Sequence[str] | None = None,
     budgets: Sequence[int] = BUDGETS,
     draws: int = 100,
     test_limit: int | None = None,
@@ -71,6 +73,7 @@ def run_benchmark(
     tsne: bool = True,
     pbar: bool = True,
     log: Callable[[str], None] | None = _stderr,
+    protocol: str = "v2",
 ) -> BenchmarkResult:
     """Featurise (cached), fit every seeded subset, and write the results, tables and plots.
 
@@ -79,7 +82,8 @@ def run_benchmark(
             run.json; None writes nothing there (the fits are still returned).
         tasks: any of ``e_form`` (eV/atom), ``gap`` (eV), ``phonons`` (cm⁻¹).
         representations: names from :func:`representations.representations`; None for all.
-        models: ``linear`` (least squares) and/or ``mlp`` (one 64-unit ReLU layer).
+        models: ``linear`` (least squares), ``ridge`` (RidgeCV) and/or ``mlp`` (one 64-unit ReLU
+            layer); None for the protocol's own (v1: linear, mlp; v2: linear, ridge, mlp).
         budgets: labelled training crystals per fit.
         draws: seeded draws per budget, shared by every representation (paired).
         test_limit: only the first N test crystals (quick looks; results use all).
@@ -92,6 +96,9 @@ def run_benchmark(
         tsne: draw the t-SNE of trained and untrained DIM test vectors.
         pbar: progress bars.
         log: called with one line per step (None for silence).
+        protocol: ``"v2"`` fits the feature scaler on the task's whole unlabelled
+            pool (which is then featurised in full); ``"v1"`` fits it on each
+            labelled subset, as the committed results of 2026-11 were made.
 
     Returns:
         The :class:`BenchmarkResult`.
@@ -101,11 +108,16 @@ def run_benchmark(
             recorded pretraining read a label or a test id.
     """
     say = log or (lambda message: None)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    scaler, default_models = PROTOCOLS[protocol]
+    models = list(models or default_models)
     reps = list(representations or all_representations())
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     cache_dir = Path(cache_dir)
-    protocol = [draws, list(budgets), seed, test_limit, list(models)]
+    key = [draws, list(budgets), seed, test_limit, models] + ([scaler] if scaler != "subset" else [])
     settings = {
+        "protocol": protocol,
         "tasks": list(tasks),
         "representations": reps,
         "models": list(models),
@@ -125,7 +137,8 @@ def run_benchmark(
             if rep.startswith("dim"):
                 check_pretraining(make_featurizer(rep), [str(i) for i in task.test.index])
         subsets = draw_subsets(len(task.pool), list(budgets), draws, seed)
-        used = np.unique(np.concatenate(list(subsets.values())))
+        # v1 featurises the drawn crystals only; v2 the whole pool, which its scaler is fitted on.
+        used = np.unique(np.concatenate(list(subsets.values()))) if scaler == "subset" else np.arange(len(task.pool))
         needed = pd.concat([task.pool["structure"].iloc[used], task.test["structure"]])
         pool = task.pool.iloc[used]
         remapped = {k: np.searchsorted(used, v) for k, v in subsets.items()}
@@ -136,7 +149,7 @@ def run_benchmark(
                 say(f"{name}/{rep}: featurising {len(needed)} crystals (cached)")
                 features(rep)
                 continue
-            part = _fits_part(cache_dir, protocol, name, rep)
+            part = _fits_part(cache_dir, key, name, rep)
             if not part.is_file():
                 if report_only:
                     missing.append(f"{name}/{rep}")
@@ -145,7 +158,9 @@ def run_benchmark(
                     f"{name}/{rep}: featurising {len(needed)} crystals (cached), then {len(subsets) * len(models)} fits"
                 )
                 frame = features(rep)
-                fits = run_fits(name, {rep: frame}, pool, task.test, task.target, remapped, tuple(models), n_jobs, pbar)
+                fits = run_fits(
+                    name, {rep: frame}, pool, task.test, task.target, remapped, tuple(models), n_jobs, pbar, scaler
+                )
                 fits["failed_featurisations"] = int(frame.isna().all(axis=1).sum())
                 report.write_atomic(fits, part)
             else:
