@@ -12,7 +12,10 @@ from typing import Any
 
 from dim_featurizer.encoding import ENCODING_VERSION, OXIDATION_MODES, EncodingConfig
 
-__all__ = ["ENCODING_VERSION", "OXIDATION_MODES", "EncodingConfig", "ModelConfig"]
+__all__ = ["ENCODING_VERSION", "OXIDATION_MODES", "READOUTS", "EncodingConfig", "ModelConfig"]
+
+#: The feature vectors an encoder can give (``ModelConfig.readout``).
+READOUTS = ("global_mu", "pooled")
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +49,10 @@ class ModelConfig:
             ``test_ids_read`` (ids of the split's held-out lists among the
             structures read), the data, split and subset, the run's settings.
             The benchmark reads these, never the prose of a model card.
+        readout: the feature vector: ``"global_mu"`` (μ_G, D values) or
+            ``"pooled"`` (the mean-pooled layer before the global bottleneck,
+            ``global_hidden`` values). Compare trained and untrained weights
+            with the same readout.
         max_pairs: rows are processed in chunks of at most this many
             (site, neighbour) pairs, bounding memory; results do not depend on it.
     """
@@ -62,9 +69,12 @@ class ModelConfig:
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     encoding_version: int = ENCODING_VERSION
     pretraining: dict[str, Any] | None = None
+    readout: str = "global_mu"
     max_pairs: int = 262_144
 
     def __post_init__(self) -> None:
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if isinstance(self.encoding, dict):
             object.__setattr__(self, "encoding", EncodingConfig.from_dict(self.encoding))
         for name in ("feature_mean", "feature_std"):
@@ -74,6 +84,11 @@ class ModelConfig:
                 if len(value) != self.n_site_features:
                     raise ValueError(f"{name} needs {self.n_site_features} values, got {len(value)}")
                 object.__setattr__(self, name, value)
+
+    @property
+    def feature_width(self) -> int:
+        """The length of the feature vector of ``readout``."""
+        return self.global_dim if self.readout == "global_mu" else self.global_hidden
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the ``config.json`` of a weights folder)."""

@@ -48,6 +48,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         ignore_errors: what ``transform`` does with bad entries (NaN rows when True).
         pbar: whether ``transform`` shows a progress bar.
         cache_dir: Hub cache folder, None for huggingface_hub's default.
+        readout: ``"global_mu"`` (μ_G) or ``"pooled"`` (the layer before the
+            global bottleneck); None uses the weights' own.
 
     Learned state: ``model_`` (the encoder), ``weights_info_``, ``device_``
     and ``encoding_``, set by :meth:`fit` or on first use, never pickled.
@@ -69,12 +71,13 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         ignore_errors: bool = False,
         pbar: bool = True,
         cache_dir: str | os.PathLike | None = None,
+        readout: str | None = None,
     ) -> None:
         # Stored as given, under their own names (scikit-learn's estimator contract).
         self.weights, self.revision, self.seed, self.cache_dir = weights, revision, seed, cache_dir
         self.device, self.batch_sites, self.n_jobs = device, batch_sites, n_jobs
         self.max_atoms, self.oxidation, self.max_sites = max_atoms, oxidation, max_sites
-        self.ignore_errors, self.pbar = ignore_errors, pbar
+        self.ignore_errors, self.pbar, self.readout = ignore_errors, pbar, readout
 
     # -- model state -------------------------------------------------------
     def set_n_jobs(self, n_jobs: int) -> None:
@@ -90,6 +93,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             if v is not None
         }
         self.encoding_ = replace(model.config.encoding, **overrides)
+        if self.readout is not None:
+            model.config = replace(model.config, readout=self.readout)
         self.model_ = model.to(device).eval()
         self.device_ = device
         self.weights_info_ = info
@@ -117,7 +122,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         """Return a new list of the D labels ``DIM_0`` … ``DIM_{D-1}``."""
         if not self._loaded():
             self._load()
-        return [f"DIM_{i}" for i in range(self.model_.config.global_dim)]
+        return [f"DIM_{i}" for i in range(self.model_.config.feature_width)]
 
     def citations(self) -> list[str]:
         """BibTeX for the Deep InfoMax pretraining paper and Site-Net."""
@@ -214,7 +219,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         encoding_workers(self.n_jobs, len(items))  # a missing __main__ guard fails before the model loads
         if not self._loaded():
             self._load()
-        width = self.model_.config.global_dim
+        width = self.model_.config.feature_width
         rows: list[list[Any]] = []
         progress = tqdm(
             total=len(items), desc=type(self).__name__, disable=not pbar, **(pbar if isinstance(pbar, dict) else {})

@@ -189,8 +189,11 @@ class SiteNetEncoder(nn.Module):
 
     @torch.no_grad()
     def embed(self, batch: Batch) -> torch.Tensor:
-        """(C, global_dim) μ_G for each crystal: the noise-free feature vector."""
+        """(C, feature_width) the noise-free feature vector of each crystal: μ_G, or the pooled layer
+        when ``config.readout`` is ``"pooled"``."""
         local_mu, _ = self.local(batch)
+        if self.config.readout == "pooled":
+            return self.global_.pool(local_mu, batch.crystal_index, batch.n_crystals)
         return self.global_(local_mu, batch.crystal_index, batch.n_crystals)[0]
 
     @torch.no_grad()

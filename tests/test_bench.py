@@ -88,6 +88,8 @@ def test_representation_names_come_from_the_manifest(monkeypatch):
 
     monkeypatch.setattr(R, "default_weights", lambda: "dim-a")
     monkeypatch.setattr(R, "bundled_names", lambda: ["dim-a", "dim-a-ablation", "dim-b"])
+    monkeypatch.setattr(R, "read_manifest", lambda: {"dim-a": {"readout": "pooled"}})
+    assert R.make_featurizer("dim-untrained").readout == "pooled"  # the control reads what the default reads
     assert list(R.representations()) == ["dim", "dim-untrained", "dim-a-ablation", "dim-b", "ofm", "xrd", "magpie"]
     assert R.make_featurizer("dim-b").weights == "dim-b" and R.make_featurizer("dim").weights == "dim-a"
     monkeypatch.setattr(R, "default_weights", lambda: "untrained")

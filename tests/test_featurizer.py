@@ -140,3 +140,21 @@ def test_invariances(featurizer, examples, real_structures, transform):
     reference = np.array(featurizer.featurize_many(structures, pbar=False))
     moved = np.array(featurizer.featurize_many([transform(s, i) for i, s in enumerate(structures)], pbar=False))
     np.testing.assert_allclose(moved, reference, atol=1e-4)
+
+
+def test_pooled_readout_is_the_layer_before_the_bottleneck(real_structures):
+    from sklearn.base import clone
+
+    from dim_featurizer.batching import collate
+    from dim_featurizer.encoding import encode_structure
+    from dim_featurizer.model import untrained_encoder
+
+    pooled = DeepInfoMaxFeaturizer(weights="untrained", readout="pooled", pbar=False)
+    assert clone(pooled).get_params()["readout"] == "pooled"
+    got = np.array(pooled.featurize_many(real_structures[:6], pbar=False))
+    assert got.shape == (6, 128) and pooled.feature_labels()[-1] == "DIM_127"
+    encoder = untrained_encoder()
+    readouts = encoder.readouts(collate([encode_structure(s, pooled.encoding_) for s in real_structures[:6]]))
+    np.testing.assert_allclose(got, readouts["pooled"].numpy(), atol=1e-5)
+    default = np.array(DeepInfoMaxFeaturizer(weights="untrained", pbar=False).featurize_many(real_structures[:6]))
+    np.testing.assert_allclose(default, readouts["global_mu"].numpy(), atol=1e-5)

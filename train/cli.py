@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", required=True)
     export.add_argument("--out", default="weights")
     export.add_argument("--default", action="store_true", help="make it the package default")
+    export.add_argument("--readout", choices=["global_mu", "pooled"], help="the feature vector (default: the run's)")
 
     plot = sub.add_parser("plot", help="draw a run's loss curves")
     plot.add_argument("run_dir")
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "export":
         from .export import export_run
 
-        print(f"dim-train: exported {export_run(args.run_dir, args.out, args.name, default=args.default)}")
+        folder = export_run(args.run_dir, args.out, args.name, default=args.default, readout=args.readout)
+        print(f"dim-train: exported {folder}")
     elif args.command == "plot":
         from .plot import plot_curves
 

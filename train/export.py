@@ -214,7 +214,8 @@ this project's own `dim-train` code from real data. Load it with
 - Encoder: `config.json` (hidden {config["hidden"]}, local {config["local_dim"]},
   D = {config["global_dim"]}; encoding: max_atoms
   {config["encoding"]["max_atoms"]}, oxidation `{config["encoding"]["oxidation"]}`{oxidation_note};
-  encoding version {config["encoding_version"]}).
+  encoding version {config["encoding_version"]}; feature vector: `{config["readout"]}`,
+  {config["global_dim"] if config["readout"] == "global_mu" else config["global_hidden"]} values).
 - Objective: local and global DIM, Jensen-Shannon, α = {run["train_config"]["alpha"]},
   β = {run["train_config"]["beta"]} (KL to N(0, I)); only-other ablation:
   {run["train_config"]["only_other"]}.
@@ -255,7 +256,9 @@ here, so this card cannot fall out of date when the benchmark changes.
 """
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: bool = False) -> Path:
+def export_run(
+    run_dir: str | Path, out_dir: str | Path, name: str, default: bool = False, readout: str | None = None
+) -> Path:
     """Copy the run's best encoder into ``out_dir/name`` with a card, and register it in the manifest.
 
     Args:
@@ -263,6 +266,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
         out_dir: the weights folder (the repository's ``weights/``).
         name: the weights' name.
         default: make it the package default.
+        readout: the feature vector the weights give (``global_mu`` or ``pooled``); None keeps the run's.
 
     Returns:
         The exported folder.
@@ -276,7 +280,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
     best = {"epoch": int(best["epoch"]), "val_total": float(best["val_total"])}
     probe = run_dir / "devprobe.json"
     selection = json.loads(probe.read_text()) if probe.is_file() else None
-    encoder.config = replace(encoder.config, pretraining=pretraining_record(run, best, len(log), selection))
+    record = pretraining_record(run, best, len(log), selection)
+    encoder.config = replace(encoder.config, pretraining=record, readout=readout or encoder.config.readout)
     target = out_dir / name
     save_pretrained(encoder, target)
     from .plot import plot_curves
@@ -287,7 +292,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, name: str, default: boo
     (target / CARD_NAME).write_text(card)
     manifest_path = out_dir / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    manifest[name] = {"files": {f: sha256(target / f) for f in (CONFIG_NAME, WEIGHTS_NAME)}}
+    manifest[name] = {
+        "files": {f: sha256(target / f) for f in (CONFIG_NAME, WEIGHTS_NAME)},
+        "readout": encoder.config.readout,
+    }
     if default:
         manifest["_default"] = name
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -15,7 +15,15 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.weights import CARD_NAME, UNTRAINED, WEIGHTS_NAME, bundled_names, default_weights, sha256
+from dim_featurizer.weights import (
+    CARD_NAME,
+    UNTRAINED,
+    WEIGHTS_NAME,
+    bundled_names,
+    default_weights,
+    read_manifest,
+    sha256,
+)
 
 
 class MagpieFromStructure:
@@ -62,9 +70,12 @@ def representations() -> dict[str, Callable[[], object]]:
     """
     default = default_weights()
     reps: dict[str, Callable[[], object]] = {}
+    readout = None
     if default != UNTRAINED:
         reps["dim"] = partial(DeepInfoMaxFeaturizer, weights=default, pbar=False)
-    reps["dim-untrained"] = partial(DeepInfoMaxFeaturizer, weights=UNTRAINED, pbar=False)
+        readout = read_manifest()[default].get("readout")
+    # The control reads the same layer as the default weights, or the comparison would mix two things.
+    reps["dim-untrained"] = partial(DeepInfoMaxFeaturizer, weights=UNTRAINED, pbar=False, readout=readout)
     for name in bundled_names():
         if name != default:
             reps[name] = partial(DeepInfoMaxFeaturizer, weights=name, pbar=False)
