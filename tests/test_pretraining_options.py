@@ -140,3 +140,28 @@ def test_diagnose_and_probe_commands_on_the_sample(sample_dir, tmp_path):
     assert "## Label-free probes" in card and "## Development probe" in card
     record = json.loads((tmp_path / "weights" / "toy" / "config.json").read_text())["pretraining"]
     assert record["selection_labels_read"] == ["e_form", "gap"] and record["selection_test_ids_read"] == 0
+
+
+def test_pair_local_sample_adds_the_centre_atom(sample):
+    pair = DeepInfoMax(untrained_encoder(), local_sample="pair")
+    neighbour = DeepInfoMax(pair.encoder, local_sample="neighbour")
+    n = pair.encoder.config.n_site_features
+    assert pair.local_sample.hidden.weight.shape[1] == 2 * n + 1
+    with torch.no_grad():  # the neighbour model gets the pair model's weights without the centre columns
+        neighbour.load_state_dict(
+            {k: v for k, v in pair.state_dict().items() if not k.startswith("local_sample.")}, strict=False
+        )
+        w = pair.local_sample.hidden.weight
+        neighbour.local_sample.hidden.weight.copy_(torch.cat([w[:, :n], w[:, -1:]], 1))
+        neighbour.local_sample.hidden.bias.copy_(pair.local_sample.hidden.bias)
+        neighbour.local_sample.out.load_state_dict(pair.local_sample.out.state_dict())
+    mu, logvar = pair.encoder.local(sample.real)
+
+    def terms(model):
+        return model.local_terms(sample, mu, logvar, torch.Generator().manual_seed(0))
+
+    assert not torch.allclose(terms(pair)[0], terms(neighbour)[0])  # the centre atom changes every score
+    with torch.no_grad():
+        pair.local_sample.hidden.weight[:, n : 2 * n] = 0.0
+    for a, b in zip(terms(pair)[:2], terms(neighbour)[:2]):
+        torch.testing.assert_close(a, b)  # without its centre columns it is the neighbour-only sample

@@ -83,6 +83,7 @@ def build_model(model_config: ModelConfig, config: TrainConfig) -> DeepInfoMax:
             config.only_other,
             local_weighting=config.local_weighting,
             reconstruction=config.reconstruction,
+            local_sample=config.local_sample,
         )
 
 

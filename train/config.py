@@ -36,6 +36,9 @@ class TrainConfig:
         reconstruction: weight of a label-free term in which two small decoders
             predict each centre site's standardised element properties from μ_i
             and the crystal's mean of them from μ_G (0: off).
+        local_sample: ``"neighbour"``, a local sample is (neighbour's site
+            features, distance); ``"pair"``, the paper's "two atoms and a
+            distance", adds the centre atom's features (§3.4).
         amsgrad, eps: AdamW options (the authors' code used amsgrad and eps 1e-7).
     """
 
@@ -57,14 +60,27 @@ class TrainConfig:
     local_weighting: str = "uniform"
     permutation: str = "sites"
     reconstruction: float = 0.0
+    local_sample: str = "neighbour"
     amsgrad: bool = False
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        for name, allowed in (("local_weighting", ("uniform", "distance")), ("permutation", ("sites", "supercell"))):
+        choices = {
+            "local_weighting": ("uniform", "distance"),
+            "permutation": ("sites", "supercell"),
+            "local_sample": ("neighbour", "pair"),
+        }
+        for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
 #: The values of options added after the first runs: a checkpoint written without one of them used these.
-LEGACY = {"local_weighting": "uniform", "permutation": "sites", "reconstruction": 0.0, "amsgrad": False, "eps": 1e-8}
+LEGACY = {
+    "local_weighting": "uniform",
+    "permutation": "sites",
+    "reconstruction": 0.0,
+    "local_sample": "neighbour",
+    "amsgrad": False,
+    "eps": 1e-8,
+}

@@ -69,6 +69,7 @@ class DeepInfoMax(nn.Module):
         only_other: use only the "other environment" / "other crystal"
             false samples (the paper's Fig. 11 ablation).
         local_weighting: ``"uniform"`` or ``"distance"`` (``TrainConfig.local_weighting``).
+        local_sample: ``"neighbour"`` or ``"pair"`` (``TrainConfig.local_sample``).
         reconstruction: weight of the label-free reconstruction term; its two
             decoders exist only when it is positive, so older checkpoints load.
     """
@@ -81,32 +82,43 @@ class DeepInfoMax(nn.Module):
         only_other: bool = False,
         local_weighting: str = "uniform",
         reconstruction: float = 0.0,
+        local_sample: str = "neighbour",
     ):
         super().__init__()
         config = encoder.config
         self.encoder = encoder
         self.alpha, self.beta, self.only_other = alpha, beta, only_other
-        self.local_weighting, self.reconstruction = local_weighting, reconstruction
+        self.local_weighting, self.reconstruction, self.local_sample_kind = (
+            local_weighting,
+            reconstruction,
+            local_sample,
+        )
         if reconstruction > 0:
             n = len(ELEMENT_PROPERTIES)
             self.local_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), nn.Mish(), nn.Linear(64, n))
             self.global_decoder = nn.Sequential(nn.Linear(config.global_dim, 64), nn.Mish(), nn.Linear(64, n))
         self.local_rep = ScoreNet(config.local_dim)
         # Narrow hidden layer: this net runs on every pair four times (true + three false).
-        self.local_sample = ScoreNet(config.n_site_features + 1, hidden=LOCAL_SAMPLE_HIDDEN)
+        # A local sample is (neighbour's site features, distance), or with local_sample="pair" the paper's
+        # "two atoms and a distance": (neighbour, centre, distance).
+        width = config.n_site_features * (2 if local_sample == "pair" else 1) + 1
+        self.local_sample = ScoreNet(width, hidden=LOCAL_SAMPLE_HIDDEN)
         self.global_rep = ScoreNet(config.global_dim)
         self.global_sample = ScoreNet(config.local_dim)
 
     # -- local ---------------------------------------------------------------
-    def _pair_scores(self, q: torch.Tensor, offset: torch.Tensor, sites: torch.Tensor, index, distance) -> torch.Tensor:
+    def _pair_scores(self, q, offset, sites, index, distance, centre=None) -> torch.Tensor:
         """T for pairs (site features of ``index``, ``distance``) against each row's representation.
 
-        Uses T = r·(W₂ g + b₂) = (W₂ᵀ r)·g + r·b₂, so no pair goes through the 128×128 layer.
+        ``centre`` (rows × hidden), when given, is each row's centre atom already projected by its
+        slice of the first layer. Uses T = r·(W₂ g + b₂) = (W₂ᵀ r)·g + r·b₂, so no pair goes through
+        the 128×128 layer.
         """
         w = self.local_sample.hidden.weight
         lo = self.encoder.local
         d = (distance - lo.distance_mean) / lo.distance_std
-        g = F.mish(gather_rows(sites, index) + d.unsqueeze(-1) * w[:, -1] + self.local_sample.hidden.bias)
+        x = gather_rows(sites, index) + d.unsqueeze(-1) * w[:, -1] + self.local_sample.hidden.bias
+        g = F.mish(x if centre is None else x + centre.unsqueeze(1))
         return torch.einsum("nh,nmh->nm", q, g) + offset.unsqueeze(1)
 
     def local_terms(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator):
@@ -124,15 +136,20 @@ class DeepInfoMax(nn.Module):
         offset = rep @ self.local_sample.out.bias
         lo = self.encoder.local
         standard = (batch.site_features - lo.feature_mean) / lo.feature_std
-        sites = F.linear(standard, self.local_sample.hidden.weight[:, :-1])
+        n = batch.site_features.shape[1]
+        sites = F.linear(standard, self.local_sample.hidden.weight[:, :n])
+        own = donor = None
+        if self.local_sample_kind == "pair":
+            own = F.linear(standard, self.local_sample.hidden.weight[:, n : 2 * n])
+            donor = own[sample.donor_row]  # another environment brings its own centre atom
         rows = sample.donor_row.unsqueeze(1)
         donor_index = batch.neighbor_index[rows, sample.donor_col]
         donor_distance = batch.distances[rows, sample.donor_col]
-        true = self._pair_scores(q, offset, sites, batch.neighbor_index, batch.distances)
-        false = [self._pair_scores(q, offset, sites, donor_index, donor_distance)]  # other environment
+        true = self._pair_scores(q, offset, sites, batch.neighbor_index, batch.distances, own)
+        false = [self._pair_scores(q, offset, sites, donor_index, donor_distance, donor)]  # other environment
         if not self.only_other:
-            false.append(self._pair_scores(q, offset, sites, batch.neighbor_index, donor_distance))  # geometry
-            false.append(self._pair_scores(q, offset, sites, donor_index, batch.distances))  # composition
+            false.append(self._pair_scores(q, offset, sites, batch.neighbor_index, donor_distance, own))  # geometry
+            false.append(self._pair_scores(q, offset, sites, donor_index, batch.distances, own))  # composition
         return F.softplus(-true), torch.stack([F.softplus(t) for t in false]), batch.mask
 
     def local_loss(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator) -> torch.Tensor:

@@ -37,6 +37,7 @@ VARIANTS = {
     "v5-v3-reference-optimiser": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER],
     "v6-v3-d64": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--global-dim", "64"],
     "v7-v3-beta0.01": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--beta", "0.01"],
+    "v8-v3-pair": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--local-sample", "pair"],
 }
 
 
@@ -92,6 +93,7 @@ def table() -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th variant starting at i")
+    parser.add_argument("--only", nargs="+", help="run these variants only")
     parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")
     args = parser.parse_args()
     if args.table:
@@ -99,5 +101,5 @@ if __name__ == "__main__":
         print((HERE / "variants.md").read_text())
     else:
         i, n = map(int, args.shard.split("/"))
-        for name in list(VARIANTS)[i::n]:
+        for name in args.only or list(VARIANTS)[i::n]:
             run_variant(name, VARIANTS[name])
