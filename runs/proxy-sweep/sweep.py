@@ -38,6 +38,8 @@ VARIANTS = {
     "v6-v3-d64": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--global-dim", "64"],
     "v7-v3-beta0.01": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--beta", "0.01"],
     "v8-v3-pair": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--local-sample", "pair"],
+    "v9-v2-reference-optimiser": [*DISTANCE_SUPERCELL, *REFERENCE_OPTIMISER],
+    "v10-v5-pair": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER, "--local-sample", "pair"],
 }
 
 
@@ -59,7 +61,7 @@ def run_variant(name: str, options: list[str]) -> None:
         dim_train("probe", *common, "--draws", "3", "--encoders", *encoders)
 
 
-def table() -> str:
+def table(budget: int = 1000, with_probes: bool = True) -> str:
     """One row per finished variant: label-free probes, then development-probe medians (eV/atom, eV)."""
     rows = []
     for name in VARIANTS:
@@ -72,18 +74,20 @@ def table() -> str:
         for encoder in ("kept",) if name != "v0-baseline" else ("kept", "start", "untrained"):
             label = name if encoder == "kept" else f"{encoder} (initialisation)" if encoder == "start" else encoder
             p = probes[encoder]
-            row = {
-                "variant": label,
-                "options": " ".join(VARIANTS[name]) if encoder == "kept" else "",
-                "Z / EN R²": f"{p['centre_Z_r2']:.2f} / {p['centre_EN_r2']:.2f}",
-                "shell EN / d_nn R²": f"{p['shell_EN_r2']:.2f} / {p['nn_distance_r2']:.2f}",
-                "mean props R² (μ_G / pooled)": f"{p['mean_properties_r2']:.2f} / {p['mean_properties_r2_pooled']:.2f}",
-                "active μ_G dims": f"{p['active_dims']}/{p['global_dim']}",
-            }
+            row = {"variant": label}
+            if with_probes:
+                row |= {
+                    "options": " ".join(VARIANTS[name]) if encoder == "kept" else "",
+                    "Z / EN R²": f"{p['centre_Z_r2']:.2f} / {p['centre_EN_r2']:.2f}",
+                    "shell EN / d_nn R²": f"{p['shell_EN_r2']:.2f} / {p['nn_distance_r2']:.2f}",
+                    "mean props R² (μ_G / pooled)": f"{p['mean_properties_r2']:.2f} / "
+                    f"{p['mean_properties_r2_pooled']:.2f}",
+                    "active μ_G dims": f"{p['active_dims']}/{p['global_dim']}",
+                }
             for target in ("e_form", "gap"):
                 for readout in ("global_mu", "pooled"):
-                    cells = [f"{medians[encoder, target, m, 1000, readout]:.3f}" for m in ("ridge", "mlp")]
-                    row[f"{target} @1000 {readout} ridge / MLP"] = " / ".join(cells)
+                    cells = [f"{medians[encoder, target, m, budget, readout]:.3f}" for m in ("ridge", "mlp")]
+                    row[f"{target} @{budget} {readout} ridge / MLP"] = " / ".join(cells)
             rows.append(row)
     frame = pd.DataFrame(rows)
     header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns) + "\n"
@@ -97,7 +101,12 @@ if __name__ == "__main__":
     parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")
     args = parser.parse_args()
     if args.table:
-        (HERE / "variants.md").write_text(table())
+        (HERE / "variants.md").write_text(
+            "Label-free probes and development-probe medians at 1,000 labels:\n\n"
+            + table(1000)
+            + "\nDevelopment-probe medians at 100 labels:\n\n"
+            + table(100, with_probes=False)
+        )
         print((HERE / "variants.md").read_text())
     else:
         i, n = map(int, args.shard.split("/"))
