@@ -23,6 +23,8 @@ from .config import TrainConfig
 from .objective import DeepInfoMax
 from .samples import SizeIndex, TrainingSample, make_sample
 
+#: The TrainConfig fields that shape the objective, passed to DeepInfoMax under the same names.
+OBJECTIVE_OPTIONS = ("alpha", "beta", "only_other", "local_weighting", "reconstruction", "local_sample")
 #: Seed-sequence key of the validation split and validation draws, apart from any epoch number.
 VAL_STREAM = 1_000_003
 
@@ -74,17 +76,10 @@ def model_config(dataset: EncodedDataset, train_idx: np.ndarray, config: TrainCo
 
 def build_model(model_config: ModelConfig, config: TrainConfig) -> DeepInfoMax:
     """The seeded encoder and score networks (the global RNG state is left untouched)."""
+    options = {name: getattr(config, name) for name in OBJECTIVE_OPTIONS}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return DeepInfoMax(
-            SiteNetEncoder(model_config),
-            config.alpha,
-            config.beta,
-            config.only_other,
-            local_weighting=config.local_weighting,
-            reconstruction=config.reconstruction,
-            local_sample=config.local_sample,
-        )
+        return DeepInfoMax(SiteNetEncoder(model_config), **options)
 
 
 @dataclass
