@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -59,6 +60,28 @@ def run_variant(name: str, options: list[str]) -> None:
     if not (run_dir / "devprobe.csv").is_file():
         encoders = ["kept", "start", "untrained"] if name == "v0-baseline" else ["kept"]
         dim_train("probe", *common, "--draws", "3", "--encoders", *encoders)
+
+
+def scores() -> str:
+    """Per variant and readout: geometric mean over the 8 development-probe cells (2 targets x 2 models x
+    100 and 1,000 labels) of its median MAE divided by the untrained control's, and in how many cells it wins."""
+    keys = ["target", "model", "budget", "readout"]
+    base = pd.read_csv(HERE / "v0-baseline" / "devprobe.csv")
+    control = base[base["encoder"] == "untrained"].groupby(keys)["mae"].median()
+    lines = [
+        "| variant | μ_G: MAE / untrained (wins of 8) | pooled: MAE / untrained (wins of 8) |",
+        "| --- | --- | --- |",
+    ]
+    for name in VARIANTS:
+        if not (HERE / name / "devprobe.csv").is_file():
+            continue
+        fits = pd.read_csv(HERE / name / "devprobe.csv")
+        ratio = fits[fits["encoder"] == "kept"].groupby(keys)["mae"].median() / control
+        cells = [ratio.xs(r, level="readout") for r in ("global_mu", "pooled")]
+        lines.append(
+            f"| {name} | " + " | ".join(f"{np.exp(np.log(c).mean()):.3f} ({int((c < 1).sum())})" for c in cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def table(budget: int = 1000, with_probes: bool = True) -> str:
@@ -106,6 +129,8 @@ if __name__ == "__main__":
             + table(1000)
             + "\nDevelopment-probe medians at 100 labels:\n\n"
             + table(100, with_probes=False)
+            + "\nSummary against the untrained control (below 1: better than untrained):\n\n"
+            + scores()
         )
         print((HERE / "variants.md").read_text())
     else:
