@@ -126,8 +126,8 @@ def probes_section(run_dir: Path) -> str:
             "## Development probe (`dim-train probe`)\n\n"
             f"Median MAE over {record['draws']} seeded draws, fitted on labels of the run's training crystals and "
             f"measured on {record['n_score']} training-split crystals the encoder never trained on. Labels read "
-            f"for model selection: {', '.join(record['labels_read'])} of training-split ids only. Test ids read: "
-            "none.\n\n" + "\n".join(rows) + "\n"
+            f"(to select or to evaluate these weights): {', '.join(record['labels_read'])} of training-split ids "
+            "only. Test ids read: none.\n\n" + "\n".join(rows) + "\n"
         )
     return "\n".join(parts)
 
@@ -201,8 +201,8 @@ this project's own `dim-train` code from real data. Load it with
 
 - Source: `{run["data"]["source"]}`; split file `{run["data"]["split"]}`,
   subset `{run["data"]["subset"]}`.
-- Labels read: {labels}. Test ids read: {test_ids}. Labels read for model
-  selection: {chosen_with} (training-split ids only). (Also in `config.json`
+- Labels read: {labels}. Test ids read: {test_ids}. Labels read by the
+  development probe (to select or evaluate): {chosen_with} (training-split ids only). (Also in `config.json`
   under `pretraining`, which the benchmark harness checks.)
 - Structures offered: {run["data"]["offered"]}; excluded: {run["data"]["excluded"]}
   ({run["data"]["excluded_reasons"]}); used: {run["data"]["used"]}, of which
