@@ -58,6 +58,7 @@ setup(
             "dim-featurize=dim_featurizer.cli:main",
             "dim-train=dim_featurizer.train.cli:main",
             "dim-bench=dim_featurizer.bench.cli:main",
+            "dim-finetune-bench=dim_featurizer.bench.finetune:main",
         ]
     },
 )

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "DeepInfoMaxFeaturizer": "dim_featurizer.featurizer",
+    "DIMRegressor": "dim_featurizer.regressor",
     "EncodingConfig": "dim_featurizer.config",
     "ModelConfig": "dim_featurizer.config",
     "encode_structure": "dim_featurizer.encoding",

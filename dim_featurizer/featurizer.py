@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from matminer.featurizers.base import BaseFeaturizer
 from tqdm.auto import tqdm
 
-from dim_featurizer.batching import collate, plan_batches
+from dim_featurizer.batching import Batch, collate, plan_batches
 from dim_featurizer.devices import resolve_device
-from dim_featurizer.encoding import EncodedCrystal, encode_many, encoding_workers
+from dim_featurizer.encoding import EncodedCrystal, EncodingConfig, encode_many, encoding_workers
 from dim_featurizer.errors import name_entry
+from dim_featurizer.model import SiteNetEncoder
 from dim_featurizer.weights import load_weights
 
 # Entries encoded before their vectors are computed: bounds memory on huge inputs.
@@ -92,12 +94,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             for k, v in {"max_atoms": self.max_atoms, "oxidation": self.oxidation, "max_sites": self.max_sites}.items()
             if v is not None
         }
-        self.encoding_ = replace(model.config.encoding, **overrides)
         if self.readout is not None:
             model.config = replace(model.config, readout=self.readout)
+        self._use(model, replace(model.config.encoding, **overrides), device, info)
+
+    def _use(self, model: SiteNetEncoder, encoding: EncodingConfig, device: torch.device, info: Any) -> None:
+        """Set the learned state: the encoder (moved to ``device``, eval mode), its encoding and source."""
         self.model_ = model.to(device).eval()
-        self.device_ = device
-        self.weights_info_ = info
+        self.encoding_, self.device_, self.weights_info_ = encoding, device, info
 
     def _loaded(self) -> bool:
         return getattr(self, "model_", None) is not None
@@ -212,14 +216,21 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         return_errors: bool,
         pbar: bool | dict,
         single: bool = False,
+        forward: Callable[[Batch], torch.Tensor] | None = None,
+        width: int | None = None,
     ) -> list[list[Any]]:
-        """Rows for ``items`` in order; bad entries raise, or give NaN rows, named by position, id and formula."""
+        """Rows for ``items`` in order; bad entries raise, or give NaN rows, named by position, id and formula.
+
+        ``forward`` maps a batch to ``width`` values per crystal (default: the encoder's feature vectors);
+        the fine-tuning regressor passes its encoder and head.
+        """
         if keys is not None and len(keys) != len(items):
             keys = None
         encoding_workers(self.n_jobs, len(items))  # a missing __main__ guard fails before the model loads
         if not self._loaded():
             self._load()
-        width = self.model_.config.feature_width
+        forward = forward or self.model_.embed
+        width = width or self.model_.config.feature_width
         rows: list[list[Any]] = []
         progress = tqdm(
             total=len(items), desc=type(self).__name__, disable=not pbar, **(pbar if isinstance(pbar, dict) else {})
@@ -227,28 +238,50 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         with progress:
             for start in range(0, len(items), _CHUNK):
                 chunk = items[start : start + _CHUNK]
-                vectors, errors = self._featurize_chunk(chunk, progress)
-                for offset, (vector, error) in enumerate(zip(vectors, errors)):
-                    if error is not None:
-                        i = start + offset
-                        key = None if keys is None else keys[i]
-                        error = name_entry(error, chunk[offset], None if single else i, key)
-                        if not ignore_errors:
-                            raise error
+                vectors, errors = self._featurize_chunk(chunk, progress, forward)
+                named = self._name_errors(errors, chunk, start, keys, single, ignore_errors)
+                for vector, error in zip(vectors, named):
                     row = [float("nan")] * width if error is not None else vector.tolist()
                     if return_errors:
                         row.append(float("nan") if error is None else str(error))
                     rows.append(row)
         return rows
 
-    def _featurize_chunk(
-        self, items: list[Any], progress: tqdm
-    ) -> tuple[list[np.ndarray | None], list[BaseException | None]]:
+    @staticmethod
+    def _name_errors(
+        errors: list[BaseException | None],
+        chunk: list[Any],
+        start: int,
+        keys: Sequence[Any] | None,
+        single: bool,
+        ignore_errors: bool,
+    ) -> list[BaseException | None]:
+        """Each error renamed after its entry (position ``start + offset``, id, formula); raise the first
+        unless ``ignore_errors``."""
+        named = []
+        for offset, error in enumerate(errors):
+            if error is not None:
+                i = start + offset
+                error = name_entry(error, chunk[offset], None if single else i, None if keys is None else keys[i])
+                if not ignore_errors:
+                    raise error
+            named.append(error)
+        return named
+
+    def _encode_chunk(self, items: list[Any], progress: tqdm | None = None) -> tuple[list, list]:
+        """(encoded crystals, errors) for ``items``: one of the two is None for each entry."""
         encoded, errors = [], []
         for crystal, error in encode_many(items, self.encoding_, self.n_jobs):
             encoded.append(crystal)
             errors.append(error)
-            progress.update(1)
+            if progress is not None:
+                progress.update(1)
+        return encoded, errors
+
+    def _featurize_chunk(
+        self, items: list[Any], progress: tqdm, forward: Callable[[Batch], torch.Tensor]
+    ) -> tuple[list[np.ndarray | None], list[BaseException | None]]:
+        encoded, errors = self._encode_chunk(items, progress)
         vectors: list[np.ndarray | None] = [None] * len(items)
         good = [i for i, e in enumerate(encoded) if e is not None]
         batches = plan_batches(
@@ -257,11 +290,11 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         for batch in batches:
             members = [good[b] for b in batch]
             try:
-                out = self._embed([encoded[i] for i in members])
+                out = self._embed([encoded[i] for i in members], forward)
             except Exception:  # noqa: BLE001 - isolate the failing crystal, keep the rest
                 for i in members:
                     try:
-                        vectors[i] = self._embed([encoded[i]])[0]
+                        vectors[i] = self._embed([encoded[i]], forward)[0]
                     except Exception as e:  # noqa: BLE001
                         errors[i] = e
                 continue
@@ -269,6 +302,6 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 vectors[i] = vector
         return vectors, errors
 
-    def _embed(self, crystals: list[EncodedCrystal]) -> np.ndarray:
-        batch = collate(crystals).to(self.device_)
-        return self.model_.embed(batch).double().cpu().numpy()
+    def _embed(self, crystals: list[EncodedCrystal], forward: Callable[[Batch], torch.Tensor]) -> np.ndarray:
+        with torch.no_grad():
+            return forward(collate(crystals).to(self.device_)).double().cpu().numpy()

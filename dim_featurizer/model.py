@@ -187,14 +187,18 @@ class SiteNetEncoder(nn.Module):
         global_mu, global_logvar = self.global_(local_mu, batch.crystal_index, batch.n_crystals)
         return EncoderOutput(local_mu, local_logvar, global_mu, global_logvar)
 
-    @torch.no_grad()
-    def embed(self, batch: Batch) -> torch.Tensor:
-        """(C, feature_width) the noise-free feature vector of each crystal: μ_G, or the pooled layer
-        when ``config.readout`` is ``"pooled"``."""
+    def represent(self, batch: Batch) -> torch.Tensor:
+        """(C, feature_width) the noise-free feature vector of each crystal, with gradients (fine-tuning):
+        μ_G, or the pooled layer when ``config.readout`` is ``"pooled"``."""
         local_mu, _ = self.local(batch)
         if self.config.readout == "pooled":
             return self.global_.pool(local_mu, batch.crystal_index, batch.n_crystals)
         return self.global_(local_mu, batch.crystal_index, batch.n_crystals)[0]
+
+    @torch.no_grad()
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """:meth:`represent` without gradients: the featuriser's vectors."""
+        return self.represent(batch)
 
     @torch.no_grad()
     def readouts(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -1,0 +1,334 @@
+"""``DIMRegressor``: fine-tune the Site-Net encoder with a new head on a few labels (paper Fig. 7).
+
+Encoding, batching, weights and the encoder are the featuriser's: the regressor holds a
+:class:`DeepInfoMaxFeaturizer` and adds a head and a training loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load, load_file, save, save_file
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from dim_featurizer.batching import Batch, collate, plan_batches
+from dim_featurizer.config import EncodingConfig, ModelConfig
+from dim_featurizer.devices import resolve_device
+from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.model import SiteNetEncoder, untrained_encoder
+
+#: Width of the head's hidden layer (the paper's Linear(D→64) → Mish → Linear(64→1)).
+HEAD_HIDDEN = 64
+INITS = ("pretrained", "random")
+LOSSES = ("l1", "mse")
+STATE_NAME, CONFIG_NAME = "model.safetensors", "regressor.json"
+
+
+class RegressionNet(nn.Module):
+    """The encoder's feature vector (its readout), then Linear(D→64) → Mish → Linear(64→1)."""
+
+    def __init__(self, encoder: SiteNetEncoder, hidden: int = HEAD_HIDDEN) -> None:
+        super().__init__()
+        self.encoder = encoder
+        width = encoder.config.feature_width
+        self.head = nn.Sequential(nn.Linear(width, hidden), nn.Mish(), nn.Linear(hidden, 1))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """(C, 1) the standardised prediction for each crystal of ``batch``."""
+        return self.head(self.encoder.represent(batch))
+
+
+class DIMRegressor(RegressorMixin, BaseEstimator):
+    """A Site-Net regressor started from Deep InfoMax weights (or from random ones) and fine-tuned.
+
+    X is a list, Series, array or one-column DataFrame of pymatgen ``Structure``; y in the target's
+    own unit (e.g. eV/atom). A validation part of the training data decides when to stop; nothing
+    else is seen.
+
+    Args:
+        weights, revision, cache_dir, readout, max_atoms, oxidation, max_sites, n_jobs, device:
+            as for :class:`DeepInfoMaxFeaturizer` (the encoder's source, encoding and readout).
+        init: ``"pretrained"`` starts from the weights; ``"random"`` from the same architecture and
+            standardisation with seeded random weights (the paper's control).
+        batch_sites: most unique sites per batch (the paper used 400 for small label sets).
+        max_epochs: most passes over the training part.
+        patience: stop after this many epochs without a better validation MAE.
+        validation_fraction: share of the given crystals held out for early stopping (at least 1).
+        lr: AdamW learning rate of the encoder.
+        head_lr: AdamW learning rate of the new head.
+        weight_decay: AdamW weight decay.
+        loss: ``"l1"`` or ``"mse"`` on the standardised target.
+        seed: seeds the validation split, batch order, head and (``init="random"``) encoder.
+        ignore_errors: ``predict`` gives NaN for a structure it cannot encode instead of raising.
+            ``fit`` always refuses one, naming it.
+        pbar: progress bars while predicting.
+
+    Learned state: ``net_`` (encoder and head), ``featurizer_``, ``y_mean_``, ``y_scale_``,
+    ``history_`` (one dict per epoch), ``best_epoch_``, ``n_train_``, ``n_validation_``.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        revision: str | None = None,
+        init: str = "pretrained",
+        readout: str | None = None,
+        device: str = "auto",
+        batch_sites: int = 400,
+        max_epochs: int = 300,
+        patience: int = 20,
+        validation_fraction: float = 0.2,
+        lr: float = 1e-4,
+        head_lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        loss: str = "l1",
+        seed: int = 0,
+        n_jobs: int = 1,
+        ignore_errors: bool = False,
+        pbar: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        max_atoms: int | None = None,
+        oxidation: str | None = None,
+        max_sites: int | None = None,
+    ) -> None:
+        self.weights, self.revision, self.init, self.readout, self.device = weights, revision, init, readout, device
+        self.batch_sites, self.max_epochs, self.patience = batch_sites, max_epochs, patience
+        self.validation_fraction, self.lr, self.head_lr = validation_fraction, lr, head_lr
+        self.weight_decay, self.loss, self.seed, self.n_jobs = weight_decay, loss, seed, n_jobs
+        self.ignore_errors, self.pbar, self.cache_dir = ignore_errors, pbar, cache_dir
+        self.max_atoms, self.oxidation, self.max_sites = max_atoms, oxidation, max_sites
+
+    # -- scikit-learn API ------------------------------------------------------
+    def fit(self, X: Any, y: Any) -> DIMRegressor:
+        """Fine-tune on structures ``X`` and targets ``y``; returns self.
+
+        Raises:
+            FeaturizationError: a structure that cannot be encoded, named by position, id and formula.
+            ValueError: bad options, lengths that differ, a non-finite target (named), fewer than 2 crystals.
+        """
+        self._check_options()
+        items, keys = DeepInfoMaxFeaturizer._entries(X), _keys(X)
+        target = _targets(y, len(items), keys)
+        featurizer = self._featurizer()
+        featurizer._load()
+        encoded, errors = featurizer._encode_chunk(items)
+        featurizer._name_errors(errors, items, 0, keys, False, ignore_errors=False)
+        encoder = featurizer.model_
+        if self.init == "random":
+            encoder = untrained_encoder(encoder.config, seed=self.seed).to(featurizer.device_)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = RegressionNet(encoder).to(featurizer.device_)
+        train_idx, val_idx = _split(len(items), self.validation_fraction, self.seed)
+        self.y_mean_ = float(target[train_idx].mean())
+        self.y_scale_ = float(target[train_idx].std()) or 1.0
+        standard = (target - self.y_mean_) / self.y_scale_
+        self.history_, self.best_epoch_ = self._train(net, encoded, standard, train_idx, val_idx, featurizer.device_)
+        self.n_train_, self.n_validation_ = len(train_idx), len(val_idx)
+        self._bind(featurizer, net)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(n,) predictions in the target's unit; NaN for an unencodable structure under ``ignore_errors``.
+
+        Raises:
+            FeaturizationError: (without ``ignore_errors``) the first bad structure, named.
+        """
+        check_is_fitted(self, "net_")
+        items = DeepInfoMaxFeaturizer._entries(X)
+        rows = self.featurizer_._rows(items, _keys(X), self.ignore_errors, False, self.pbar, forward=self.net_, width=1)
+        return np.asarray(rows, dtype=np.float64)[:, 0] * self.y_scale_ + self.y_mean_
+
+    # -- persistence ------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write a fitted model as ``model.safetensors`` plus ``regressor.json``; returns the folder."""
+        check_is_fitted(self, "net_")
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(_state(self.net_), str(folder / STATE_NAME))
+        (folder / CONFIG_NAME).write_text(json.dumps(self._record(), indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device: str | None = None) -> DIMRegressor:
+        """Read a model written by :meth:`save` (safetensors only; no pickle is read)."""
+        folder = Path(directory)
+        record = json.loads((folder / CONFIG_NAME).read_text())
+        params = record["params"] | ({"device": device} if device is not None else {})
+        model = cls(**params)
+        model._restore(record, load_file(str(folder / STATE_NAME)))
+        return model
+
+    def __getstate__(self) -> dict:
+        # The weights travel as safetensors bytes, never as pickled tensors.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("net_", "featurizer_")}
+        if getattr(self, "net_", None) is not None:
+            state["_fitted"] = (self._record(), save(_state(self.net_)))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        fitted = state.pop("_fitted", None)
+        self.__dict__.update(state)
+        if fitted is not None:
+            self._restore(fitted[0], load(fitted[1]))
+
+    # -- internals -------------------------------------------------------------
+    def _check_options(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+
+    def _featurizer(self) -> DeepInfoMaxFeaturizer:
+        return DeepInfoMaxFeaturizer(
+            weights=self.weights,
+            revision=self.revision,
+            device=self.device,
+            batch_sites=self.batch_sites,
+            max_atoms=self.max_atoms,
+            oxidation=self.oxidation,
+            max_sites=self.max_sites,
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            pbar=self.pbar,
+            cache_dir=self.cache_dir,
+            readout=self.readout,
+        )
+
+    def _bind(self, featurizer: DeepInfoMaxFeaturizer, net: RegressionNet) -> None:
+        featurizer._use(net.encoder, featurizer.encoding_, featurizer.device_, featurizer.weights_info_)
+        self.net_, self.featurizer_ = net.eval(), featurizer
+
+    def _train(
+        self,
+        net: RegressionNet,
+        encoded: list,
+        target: np.ndarray,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        device: torch.device,
+    ) -> tuple[list[dict[str, float]], int]:
+        """Fit ``net`` on the training part; keep the epoch with the lowest validation MAE. Returns
+        (history, best epoch)."""
+        optimiser = torch.optim.AdamW(
+            [
+                {"params": net.encoder.parameters(), "lr": self.lr},
+                {"params": net.head.parameters(), "lr": self.head_lr},
+            ],
+            weight_decay=self.weight_decay,
+        )
+        criterion = nn.L1Loss() if self.loss == "l1" else nn.MSELoss()
+        n_sites = np.array([c.n_sites for c in encoded])
+        y = torch.tensor(target, dtype=torch.float32, device=device)
+        val_batches = plan_batches(n_sites[val_idx].tolist(), self.batch_sites)
+        history, best, best_epoch, best_state = [], np.inf, 0, _state(net)
+        for epoch in range(1, self.max_epochs + 1):
+            start, net = time.perf_counter(), net.train()
+            order = np.random.default_rng([self.seed, epoch]).permutation(train_idx)
+            total = 0.0
+            for batch in plan_batches(n_sites[order].tolist(), self.batch_sites):
+                members = order[batch]
+                optimiser.zero_grad(set_to_none=True)
+                loss = criterion(net(collate([encoded[i] for i in members]).to(device))[:, 0], y[members])
+                loss.backward()
+                optimiser.step()
+                total += loss.item() * len(members)
+            net.eval()
+            with torch.no_grad():
+                errors = [
+                    (net(collate([encoded[i] for i in val_idx[b]]).to(device))[:, 0] - y[val_idx[b]]).abs().sum()
+                    for b in val_batches
+                ]
+            val_mae = float(sum(errors)) / len(val_idx) * self.y_scale_
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": total / len(train_idx),
+                    "val_mae": val_mae,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            if val_mae < best:
+                best, best_epoch, best_state = val_mae, epoch, _state(net)
+            elif epoch - best_epoch >= self.patience:
+                break
+        net.load_state_dict(best_state)
+        return history, best_epoch
+
+    def _record(self) -> dict[str, Any]:
+        """Everything but the weights, as JSON-ready data."""
+        return {
+            "params": {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in self.get_params().items()},
+            "encoder": self.net_.encoder.config.as_dict(),
+            "encoding": self.featurizer_.encoding_.as_dict(),
+            "weights_info": _plain(self.featurizer_.weights_info_),
+            "y_mean": self.y_mean_,
+            "y_scale": self.y_scale_,
+            "best_epoch": self.best_epoch_,
+            "n_train": self.n_train_,
+            "n_validation": self.n_validation_,
+            "history": self.history_,
+        }
+
+    def _restore(self, record: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+        net = RegressionNet(SiteNetEncoder(ModelConfig.from_dict(record["encoder"])))
+        net.load_state_dict(state)
+        featurizer = self._featurizer()
+        device = resolve_device(self.device)
+        featurizer._use(net.encoder, EncodingConfig.from_dict(record["encoding"]), device, record["weights_info"])
+        self._bind(featurizer, net.to(device))
+        self.y_mean_, self.y_scale_ = record["y_mean"], record["y_scale"]
+        self.best_epoch_, self.history_ = record["best_epoch"], record["history"]
+        self.n_train_, self.n_validation_ = record["n_train"], record["n_validation"]
+
+
+def _keys(X: Any) -> pd.Index | None:
+    return X.index if isinstance(X, (pd.Series, pd.DataFrame)) else None
+
+
+def _targets(y: Any, n: int, keys: pd.Index | None) -> np.ndarray:
+    """``y`` as a float array of length ``n``; a missing or infinite value is refused by position and id."""
+    target = np.asarray(y, dtype=np.float64).ravel()
+    if len(target) != n:
+        raise ValueError(f"X has {n} structures but y has {len(target)} values")
+    if n < 2:
+        raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {n}")
+    bad = np.flatnonzero(~np.isfinite(target))
+    if len(bad):
+        i = int(bad[0])
+        label = f" (id {keys[i]!r})" if keys is not None else ""
+        raise ValueError(f"y entry {i}{label} is {target[i]}: every target must be finite ({len(bad)} are not)")
+    return target
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, validation) positions; at least one of each."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the weights (contiguous, as safetensors needs)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
+
+
+def _plain(info: Any) -> Any:
+    """Weights provenance as JSON-ready data."""
+    if info is None or isinstance(info, dict):
+        return info
+    return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in vars(info).items()}
+
+
+__all__ = ["DIMRegressor", "RegressionNet"]
