@@ -282,7 +282,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         self, items: list[Any], progress: tqdm, forward: Callable[[Batch], torch.Tensor]
     ) -> tuple[list[np.ndarray | None], list[BaseException | None]]:
         encoded, errors = self._encode_chunk(items, progress)
-        vectors: list[np.ndarray | None] = [None] * len(items)
+        return self._forward_encoded(encoded, errors, forward), errors
+
+    def _forward_encoded(
+        self, encoded: list, errors: list[BaseException | None], forward: Callable[[Batch], torch.Tensor]
+    ) -> list[np.ndarray | None]:
+        """``forward``'s row for each encoded crystal (None where it is None), in width-grouped batches; a
+        failing batch is retried crystal by crystal and a failing crystal's error is put in ``errors``."""
+        vectors: list[np.ndarray | None] = [None] * len(encoded)
         good = [i for i, e in enumerate(encoded) if e is not None]
         batches = plan_batches(
             [encoded[i].n_sites for i in good], self.batch_sites, widths=[encoded[i].n_atoms for i in good]
@@ -300,7 +307,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
                 continue
             for i, vector in zip(members, out):
                 vectors[i] = vector
-        return vectors, errors
+        return vectors
 
     def _embed(self, crystals: list[EncodedCrystal], forward: Callable[[Batch], torch.Tensor]) -> np.ndarray:
         with torch.no_grad():
