@@ -138,6 +138,10 @@ def test_diagnose_and_probe_commands_on_the_sample(sample_dir, tmp_path):
     assert fits["n_score"].iloc[0] <= len(folds["train"])
     card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
     assert "## Label-free probes" in card and "## Development probe" in card
+    assert "local weighting `distance`" in card and "permutation over `supercell`" in card
+    assert "the feature vector is μ_G" in card
+    pooled = (export_run(tmp_path / "run", tmp_path / "pooled", "toy", readout="pooled") / "README.md").read_text()
+    assert "the feature vector is the global encoder's mean-pooled layer" in pooled
     record = json.loads((tmp_path / "weights" / "toy" / "config.json").read_text())["pretraining"]
     assert record["selection_labels_read"] == ["e_form", "gap"] and record["selection_test_ids_read"] == 0
 

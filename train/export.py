@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from dim_featurizer.errors import one_line
+from dim_featurizer.train.config import LEGACY
 from dim_featurizer.weights import (
     CARD_NAME,
     CONFIG_NAME,
@@ -174,6 +175,9 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict,
         for a, b in [part["epochs"]]
     )
     ablation = " (ablation: only 'other' false samples, paper Fig. 11)" if run["train_config"]["only_other"] else ""
+    width = config["global_dim"] if config["readout"] == "global_mu" else config["global_hidden"]
+    vector = "μ_G" if config["readout"] == "global_mu" else "the global encoder's mean-pooled layer (before μ_G)"
+    tc = {**LEGACY, **run["train_config"]}
     return f"""---
 library_name: dim_featurizer
 license: mit
@@ -194,8 +198,8 @@ dim_featurizer:
 
 Self-supervised Deep InfoMax pretraining of a Site-Net encoder, produced by
 this project's own `dim-train` code from real data. Load it with
-`DeepInfoMaxFeaturizer(weights="{run["name"]}")`; the feature vector is μ_G
-({config["global_dim"]} values), without noise.
+`DeepInfoMaxFeaturizer(weights="{run["name"]}")`; the feature vector is {vector}
+({width} values), without noise.
 
 ## Training data
 
@@ -215,13 +219,16 @@ this project's own `dim-train` code from real data. Load it with
   D = {config["global_dim"]}; encoding: max_atoms
   {config["encoding"]["max_atoms"]}, oxidation `{config["encoding"]["oxidation"]}`{oxidation_note};
   encoding version {config["encoding_version"]}; feature vector: `{config["readout"]}`,
-  {config["global_dim"] if config["readout"] == "global_mu" else config["global_hidden"]} values).
+  {width} values).
 - Objective: local and global DIM, Jensen-Shannon, α = {run["train_config"]["alpha"]},
   β = {run["train_config"]["beta"]} (KL to N(0, I)); only-other ablation:
-  {run["train_config"]["only_other"]}.
+  {run["train_config"]["only_other"]}; local weighting `{tc["local_weighting"]}`, global false
+  permutation over `{tc["permutation"]}`, local sample `{tc["local_sample"]}`, reconstruction
+  weight {tc["reconstruction"]} (docs/method.md §3).
 - Optimiser: AdamW, lr {run["train_config"]["lr"]}, weight decay
   {run["train_config"]["weight_decay"]}, {run["train_config"]["batch_sites"]} unique
-  sites per batch, gradient clip {run["train_config"]["grad_clip"]}.
+  sites per batch, gradient clip {run["train_config"]["grad_clip"]} (0: none), amsgrad
+  {tc["amsgrad"]}, eps {tc["eps"]}.
 - Kept checkpoint: epoch {best["epoch"]}, chosen by the lowest self-supervised
   validation loss (no label anywhere); stopped after {len(log)} epochs
   ({run["stop_reason"]}).{stopped_early}
