@@ -29,6 +29,9 @@ from dim_featurizer.model import SiteNetEncoder, untrained_encoder
 
 #: Width of the head's hidden layer (the paper's Linear(D→64) → Mish → Linear(64→1)).
 HEAD_HIDDEN = 64
+#: Prediction batches hold at least this many unique sites (the featuriser's default): no gradients, so
+#: larger batches cost little memory and run faster; the results do not depend on it.
+INFERENCE_BATCH_SITES = 1200
 INITS = ("pretrained", "random")
 LOSSES = ("l1", "mse")
 STATE_NAME, CONFIG_NAME = "model.safetensors", "regressor.json"
@@ -60,7 +63,8 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
             as for :class:`DeepInfoMaxFeaturizer` (the encoder's source, encoding and readout).
         init: ``"pretrained"`` starts from the weights; ``"random"`` from the same architecture and
             standardisation with seeded random weights (the paper's control).
-        batch_sites: most unique sites per batch (the paper used 400 for small label sets).
+        batch_sites: most unique sites per training batch (the paper used 400 for small label sets);
+            prediction batches hold at least 1200.
         max_epochs: most passes over the training part.
         patience: stop after this many epochs without a better validation MAE.
         validation_fraction: share of the given crystals held out for early stopping (at least 1).
@@ -203,7 +207,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
             weights=self.weights,
             revision=self.revision,
             device=self.device,
-            batch_sites=self.batch_sites,
+            batch_sites=max(self.batch_sites, INFERENCE_BATCH_SITES),
             max_atoms=self.max_atoms,
             oxidation=self.oxidation,
             max_sites=self.max_sites,

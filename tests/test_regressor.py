@@ -212,6 +212,8 @@ def test_finetune_benchmark_pairs_inits_stores_each_fit_and_resumes(tmp_path, sa
     parts = sorted((tmp_path / "cache" / "finetune").glob("*.csv"))
     assert len(parts) == 4
     parts[0].unlink()
+    stored = run_finetune(out=None, log=None, report_only=True, **options)
+    assert len(stored.fits) == 3 and len(stored.missing) == 1
     lines.clear()
     again = run_finetune(out=None, log=lines.append, **options)
     assert sum("MAE" in line for line in lines) == 1

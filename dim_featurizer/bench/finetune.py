@@ -48,6 +48,7 @@ def run_finetune(
     max_epochs: int = 300,
     patience: int = 20,
     log: Callable[[str], None] | None = _stderr,
+    report_only: bool = False,
 ) -> BenchmarkResult:
     """Fine-tune on every seeded draw from both initialisations and write the results.
 
@@ -67,6 +68,8 @@ def run_finetune(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         max_epochs, patience: passed to :class:`DIMRegressor`.
         log: called with one line per fit (None for silence).
+        report_only: write the outputs from the stored fits only; fits not run yet are listed in
+            ``missing`` (``task/init/budget/draw``) and in run.json.
 
     Returns:
         The :class:`BenchmarkResult`; its fits carry ``representation`` = the init, ``model`` =
@@ -76,18 +79,19 @@ def run_finetune(
     counts = DRAWS if draws is None else draws if isinstance(draws, dict) else dict.fromkeys(budgets, draws)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     source = weights_used(DeepInfoMaxFeaturizer(weights=weights))
-    settings = {
+    # A fit is identified by what changes its result; the number of draws and budgets asked for does not,
+    # so a run with more draws reuses the fits of one with fewer.
+    identity = {
         "weights": source,
-        "budgets": list(budgets),
-        "draws": {int(b): counts[b] for b in budgets},
         "seed": seed,
         "test_limit": test_limit,
         "max_epochs": max_epochs,
         "patience": patience,
     }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    settings = {**identity, "budgets": list(budgets), "draws": {int(b): counts[b] for b in budgets}}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     store = Path(cache_dir) / "finetune"
-    rows, units = [], {}
+    rows, units, missing = [], {}, []
     for name in tasks:
         task = load_task(name, data_dir, test_limit)
         units[name] = task.unit
@@ -99,6 +103,9 @@ def run_finetune(
             for draw in range(counts[budget]):
                 for init in inits:
                     part = store / f"{name}-{init}-{budget}-{draw}-{digest}.csv"
+                    if not part.is_file() and report_only:
+                        missing.append(f"{name}/{init}/{budget}/{draw}")
+                        continue
                     if not part.is_file():
                         if test_crystals is None:
                             test_crystals = _encode_test(weights, device, task.test["structure"])
@@ -116,11 +123,15 @@ def run_finetune(
         out = Path(out)
         report.write_report(fits, out, units, reference="pretrained")
         timing = fits.groupby(["task", "budget", "representation"])["fit_seconds"].median().reset_index()
-        meta = {"settings": settings, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+        meta = {"settings": settings, "missing": missing, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
         meta["median_fit_seconds"] = timing.to_dict(orient="records")
         (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
-    say(f"{len(fits)} fine-tuning fits" + (f"; results in {out}" if out is not None else ""))
-    return BenchmarkResult(fits, [], None if out is None else Path(out))
+    say(
+        f"{len(fits)} fine-tuning fits"
+        + (f"; results in {out}" if out is not None else "")
+        + (f"; not run yet: {len(missing)}" if missing else "")
+    )
+    return BenchmarkResult(fits, missing, None if out is None else Path(out))
 
 
 def _timing(row: dict, unit: str) -> str:
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--max-epochs", type=int, default=300)
     p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--report-only", action="store_true", help="write the outputs from the stored fits only")
     run_finetune(**vars(p.parse_args(argv)))
     return 0
 
