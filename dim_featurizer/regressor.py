@@ -97,13 +97,13 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         weight_decay: float = 1e-4,
         loss: str = "l1",
         seed: int = 0,
-        n_jobs: int = 1,
         ignore_errors: bool = False,
-        pbar: bool = False,
-        cache_dir: str | os.PathLike | None = None,
         max_atoms: int | None = None,
         oxidation: str | None = None,
         max_sites: int | None = None,
+        n_jobs: int = 1,
+        pbar: bool = False,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         self.weights, self.revision, self.init, self.readout, self.device = weights, revision, init, readout, device
         self.batch_sites, self.max_epochs, self.patience = batch_sites, max_epochs, patience
@@ -203,20 +203,11 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
     def _featurizer(self) -> DeepInfoMaxFeaturizer:
-        return DeepInfoMaxFeaturizer(
-            weights=self.weights,
-            revision=self.revision,
-            device=self.device,
-            batch_sites=max(self.batch_sites, INFERENCE_BATCH_SITES),
-            max_atoms=self.max_atoms,
-            oxidation=self.oxidation,
-            max_sites=self.max_sites,
-            seed=self.seed,
-            n_jobs=self.n_jobs,
-            pbar=self.pbar,
-            cache_dir=self.cache_dir,
-            readout=self.readout,
-        )
+        """The featuriser with this regressor's options of the same names (weights, device, encoding...)."""
+        shared = set(DeepInfoMaxFeaturizer._get_param_names())
+        params = {k: v for k, v in self.get_params().items() if k in shared}
+        params["batch_sites"] = max(self.batch_sites, INFERENCE_BATCH_SITES)
+        return DeepInfoMaxFeaturizer(**params)
 
     def _bind(self, featurizer: DeepInfoMaxFeaturizer, net: RegressionNet) -> None:
         featurizer._use(net.encoder, featurizer.encoding_, featurizer.device_, featurizer.weights_info_)

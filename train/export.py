@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 
 from dim_featurizer.errors import one_line
-from dim_featurizer.train.config import LEGACY
 from dim_featurizer.weights import (
     CARD_NAME,
     CONFIG_NAME,
@@ -21,6 +20,8 @@ from dim_featurizer.weights import (
     save_pretrained,
     sha256,
 )
+
+from .config import LEGACY
 
 
 def pretraining_record(run: dict[str, Any], best: dict, epochs: int, selection: dict | None = None) -> dict[str, Any]:
