@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,8 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         return DeepInfoMaxFeaturizer(**params)
 
     def _bind(self, featurizer: DeepInfoMaxFeaturizer, net: RegressionNet) -> None:
-        featurizer._use(net.encoder, featurizer.encoding_, featurizer.device_, featurizer.weights_info_)
+        """Keep ``net`` (already on the featuriser's device) and make its encoder the featuriser's."""
+        featurizer.model_ = net.encoder
         self.net_, self.featurizer_ = net.eval(), featurizer
 
     def _train(
@@ -234,7 +236,11 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         criterion = nn.L1Loss() if self.loss == "l1" else nn.MSELoss()
         n_sites = np.array([c.n_sites for c in encoded])
         y = torch.tensor(target, dtype=torch.float32, device=device)
-        val_batches = plan_batches(n_sites[val_idx].tolist(), self.batch_sites)
+        # The validation batches never change: collated once, not every epoch.
+        validation = [
+            (collate([encoded[i] for i in val_idx[b]]).to(device), y[val_idx[b]])
+            for b in plan_batches(n_sites[val_idx].tolist(), self.batch_sites)
+        ]
         history, best, best_epoch, best_state = [], np.inf, 0, _state(net)
         for epoch in range(1, self.max_epochs + 1):
             start, net = time.perf_counter(), net.train()
@@ -249,10 +255,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
                 total += loss.item() * len(members)
             net.eval()
             with torch.no_grad():
-                errors = [
-                    (net(collate([encoded[i] for i in val_idx[b]]).to(device))[:, 0] - y[val_idx[b]]).abs().sum()
-                    for b in val_batches
-                ]
+                errors = [(net(batch)[:, 0] - truth).abs().sum() for batch, truth in validation]
             val_mae = float(sum(errors)) / len(val_idx) * self.y_scale_
             history.append(
                 {
@@ -328,10 +331,8 @@ def _state(net: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _plain(info: Any) -> Any:
-    """Weights provenance as JSON-ready data."""
-    if info is None or isinstance(info, dict):
-        return info
-    return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in vars(info).items()}
+    """Weights provenance (a ``WeightsInfo``, or the dict a restored model keeps) as JSON-ready data."""
+    return asdict(info) if is_dataclass(info) else info
 
 
 __all__ = ["DIMRegressor", "RegressionNet"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from dim_featurizer.config import ModelConfig
 from dim_featurizer.errors import one_line
 from dim_featurizer.weights import (
     CARD_NAME,
@@ -176,7 +177,7 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict,
         for a, b in [part["epochs"]]
     )
     ablation = " (ablation: only 'other' false samples, paper Fig. 11)" if run["train_config"]["only_other"] else ""
-    width = config["global_dim"] if config["readout"] == "global_mu" else config["global_hidden"]
+    width = ModelConfig.from_dict(config).feature_width
     vector = "μ_G" if config["readout"] == "global_mu" else "the global encoder's mean-pooled layer (before μ_G)"
     tc = {**LEGACY, **run["train_config"]}
     return f"""---

@@ -78,7 +78,9 @@ def run_finetune(
     say = log or (lambda message: None)
     counts = DRAWS if draws is None else draws if isinstance(draws, dict) else dict.fromkeys(budgets, draws)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    source = weights_used(DeepInfoMaxFeaturizer(weights=weights))
+    # One featuriser for the weights' provenance, the honesty guard and the test encodings.
+    featurizer = DeepInfoMaxFeaturizer(weights=weights, device=device, pbar=False)
+    source = weights_used(featurizer)
     # A fit is identified by what changes its result; the number of draws and budgets asked for does not,
     # so a run with more draws reuses the fits of one with fewer.
     identity = {
@@ -95,29 +97,27 @@ def run_finetune(
     for name in tasks:
         task = load_task(name, data_dir, test_limit)
         units[name] = task.unit
-        check_pretraining(DeepInfoMaxFeaturizer(weights=weights), [str(i) for i in task.test.index])
+        check_pretraining(featurizer, [str(i) for i in task.test.index])
         subsets = draw_subsets(len(task.pool), list(budgets), max(counts[b] for b in budgets), seed)
+        y_test = task.test[task.target].to_numpy(float)
         test_crystals = None  # encoded on the first fit that needs them (a finished run re-encodes nothing)
         say(f"{name}: pool {len(task.pool)}, test {len(task.test)}, target {task.target!r} ({task.unit})")
-        for budget in budgets:
-            for draw in range(counts[budget]):
-                for init in inits:
-                    part = store / f"{name}-{init}-{budget}-{draw}-{digest}.csv"
-                    if not part.is_file() and report_only:
-                        missing.append(f"{name}/{init}/{budget}/{draw}")
-                        continue
-                    if not part.is_file():
-                        if test_crystals is None:
-                            test_crystals = _encode_test(weights, device, task.test["structure"])
-                        model = DIMRegressor(weights=weights, init=init, seed=draw, device=device)
-                        model.set_params(max_epochs=max_epochs, patience=patience)
-                        labelled = task.pool.iloc[subsets[budget, draw]]
-                        y_test = task.test[task.target].to_numpy(float)
-                        row = _one_fit(model, labelled["structure"], labelled[task.target], test_crystals, y_test)
-                        row.update(task=name, representation=init, model="fine-tune", budget=budget, draw=draw)
-                        report.write_atomic(pd.DataFrame([row]), part)
-                        say(f"{name} {init} {budget} labels, draw {draw}: " + _timing(row, task.unit))
-                    rows.append(pd.read_csv(part, float_precision="round_trip"))
+        for budget, draw, init in ((b, d, i) for b in budgets for d in range(counts[b]) for i in inits):
+            part = store / f"{name}-{init}-{budget}-{draw}-{digest}.csv"
+            if not part.is_file():
+                if report_only:
+                    missing.append(f"{name}/{init}/{budget}/{draw}")
+                    continue
+                if test_crystals is None:
+                    test_crystals = featurizer._encode_chunk(list(task.test["structure"]))[0]
+                model = DIMRegressor(weights=weights, init=init, seed=draw, device=device)
+                model.set_params(max_epochs=max_epochs, patience=patience)
+                labelled = task.pool.iloc[subsets[budget, draw]]
+                row = _one_fit(model, labelled["structure"], labelled[task.target], test_crystals, y_test)
+                row.update(task=name, representation=init, model="fine-tune", budget=budget, draw=draw)
+                report.write_atomic(pd.DataFrame([row]), part)
+                say(f"{name} {init} {budget} labels, draw {draw}: " + _timing(row, task.unit))
+            rows.append(pd.read_csv(part, float_precision="round_trip"))
     fits = pd.concat(rows, ignore_index=True)
     if out is not None:
         out = Path(out)
@@ -139,12 +139,6 @@ def _timing(row: dict, unit: str) -> str:
         f"MAE {row['mae']:.4g} {unit}; fit {row['fit_seconds']:.1f} s ({row['epochs']} epochs), "
         f"predict {row['predict_seconds']:.1f} s"
     )
-
-
-def _encode_test(weights: str | None, device: str, structures: pd.Series) -> list:
-    """The test crystals encoded once, with the weights' encoding (both inits share it); None where one fails."""
-    featurizer = DeepInfoMaxFeaturizer(weights=weights, device=device, pbar=False).fit()
-    return featurizer._encode_chunk(list(structures))[0]
 
 
 def _one_fit(model: DIMRegressor, X: pd.Series, y: pd.Series, test_crystals: list, y_test: np.ndarray) -> dict:
