@@ -46,12 +46,21 @@ setup(
         "huggingface_hub>=0.20",
         "scikit-learn>=1.3",
         "tqdm>=4.60",
+        "pyarrow>=12",
+        "ijson>=3.2",
     ],
     extras_require={
-        "parquet": ["pyarrow>=12"],
+        "dask": ["dask[dataframe,distributed]>=2024.1"],
         "train": ["matplotlib>=3.6"],
-        "bench": ["matplotlib>=3.6", "joblib>=1.2", "pyarrow>=12"],
-        "test": ["pytest>=7", "hypothesis>=6", "pyarrow>=12", "matplotlib>=3.6", "joblib>=1.2", "ruff>=0.5"],
+        "bench": ["matplotlib>=3.6", "joblib>=1.2", "psutil>=5.9"],
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6",
+            "matplotlib>=3.6",
+            "joblib>=1.2",
+            "ruff>=0.5",
+            "dask[dataframe,distributed]>=2024.1",
+        ],
     },
     entry_points={
         "console_scripts": [

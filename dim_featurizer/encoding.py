@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -119,8 +119,26 @@ class EncodedCrystal:
         return int(self.distances.shape[1])
 
 
-def _validate(structure: Any, config: EncodingConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return (lattice 3×3 Å, frac n×3, Z n, oxidation n) or raise a documented error."""
+@dataclass(frozen=True)
+class Cell:
+    """A checked, ordered cell as arrays: what encoding workers receive instead of a pickled ``Structure``
+    (pickling a Structure costs the sending process ~10x more).
+
+    Attributes:
+        lattice: (3, 3) Å. frac: (n, 3) fractional coordinates. z: (n,) atomic numbers.
+        oxidation: (n,) oxidation states under the encoding's ``oxidation`` mode.
+    """
+
+    lattice: np.ndarray
+    frac: np.ndarray
+    z: np.ndarray
+    oxidation: np.ndarray
+
+
+def _validate(structure: Any, config: EncodingConfig) -> Cell:
+    """Return the structure's :class:`Cell` (a Cell passes through) or raise a documented error."""
+    if isinstance(structure, Cell):
+        return structure
     from pymatgen.core import Structure
 
     if not isinstance(structure, Structure):
@@ -147,7 +165,7 @@ def _validate(structure: Any, config: EncodingConfig) -> tuple[np.ndarray, np.nd
         i = int(np.flatnonzero(bad)[0])
         missing = ", ".join(missing_properties(int(z[i])))
         raise UnsupportedElementError(f"site {i}: {species[i]} has no value for {missing} in the site-feature tables")
-    return lattice, frac, z, _oxidation_states(structure, species, config.oxidation)
+    return Cell(lattice, frac, z, _oxidation_states(structure, species, config.oxidation))
 
 
 def _oxidation_states(structure: Any, species: list, mode: str) -> np.ndarray:
@@ -293,13 +311,14 @@ class Supercell:
 
 
 def build_supercell(structure: Any, config: EncodingConfig | None = None) -> Supercell:
-    """Validate ``structure`` and build its supercell (docs/method.md §1.1-1.3).
+    """Validate ``structure`` (a ``Structure`` or its :class:`Cell`) and build its supercell (docs/method.md §1.1-1.3).
 
     Raises:
         FeaturizationError: a documented subclass naming what is wrong.
     """
     config = config or EncodingConfig()
-    lattice, frac, z, oxidation = _validate(structure, config)
+    cell = _validate(structure, config)
+    lattice, frac, z, oxidation = cell.lattice, cell.frac, cell.z, cell.oxidation
     keys, types = np.unique(np.stack([z, oxidation], 1), axis=0, return_inverse=True)
     lattice, frac, types = _primitive(lattice, frac, types.reshape(-1), config.symprec)
     if len(types) > config.max_sites:
@@ -377,9 +396,69 @@ def encoding_workers(n_jobs: int | None, n_entries: int) -> int:
     return n_jobs
 
 
+#: One entry's result: the encoded crystal, or the error met encoding it.
+Encoded = tuple["EncodedCrystal | None", "Exception | None"]
+
+
+def _checked(entry: Any, config: EncodingConfig) -> Cell | Exception:
+    """The entry's :class:`Cell`, or the error that refuses it (run before sending entries to workers)."""
+    try:
+        return _validate(entry, config)
+    except Exception as e:  # noqa: BLE001 - reported per entry
+        return e
+
+
+def _encode_block(cells: Sequence[Cell | Exception], config: EncodingConfig) -> list[Encoded]:
+    return [(None, c) if isinstance(c, Exception) else _encode_safe(c, config) for c in cells]
+
+
+class EncodingPool:
+    """Spawned, torch-free encoding processes, started on first use and reused by every later call.
+
+    Spawning a worker imports numpy, spglib and pymatgen (seconds); a featuriser keeps one pool so that
+    it pays this once, not once per call or chunk.
+    """
+
+    def __init__(self, n_jobs: int) -> None:
+        self.n_jobs = n_jobs
+        self._executor: ProcessPoolExecutor | None = None
+
+    def map(self, entries: Sequence[Any], config: EncodingConfig) -> Iterator[Encoded]:
+        """Encode ``entries`` in order, at most ``4 * n_jobs`` blocks ahead of the consumer.
+
+        The bound keeps memory flat on long inputs, while the lead lets the workers encode the next
+        crystals as the caller runs the network on the last ones.
+        """
+        if self._executor is None:
+            context = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=context)
+        block = max(1, min(64, len(entries) // (4 * self.n_jobs)))
+        pending: deque = deque()
+        try:
+            for start in range(0, len(entries), block):
+                cells = [_checked(x, config) for x in entries[start : start + block]]
+                pending.append(self._executor.submit(_encode_block, cells, config))
+                if len(pending) >= 4 * self.n_jobs:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        except BrokenProcessPool as e:
+            self.close()
+            raise RuntimeError(f"the encoding worker processes died ({e}). {SPAWN_HINT}") from e
+        finally:
+            for future in pending:  # a consumer that stops early (an error) leaves no work queued
+                future.cancel()
+
+    def close(self) -> None:
+        """Stop the workers (a later :meth:`map` starts new ones)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
 def encode_many(
-    entries: Sequence[Any], config: EncodingConfig, n_jobs: int | None = 1
-) -> Iterator[tuple[EncodedCrystal | None, Exception | None]]:
+    entries: Sequence[Any], config: EncodingConfig, n_jobs: int | None = 1, pool: EncodingPool | None = None
+) -> Iterator[Encoded]:
     """Encode entries in order, yielding ``(encoded, None)`` or ``(None, error)`` for each.
 
     Args:
@@ -388,15 +467,16 @@ def encode_many(
         n_jobs: processes; ``-1`` or None means all cores. Workers are spawned,
             and this module never imports torch, so they cannot deadlock torch
             or touch a CUDA context.
+        pool: reuse this pool's workers (its size wins over ``n_jobs``); without one, a pool lives for this call.
     """
-    n_jobs = encoding_workers(n_jobs, len(entries))
+    n_jobs = encoding_workers(n_jobs if pool is None else pool.n_jobs, len(entries))
     if n_jobs <= 1:
         yield from (_encode_safe(x, config) for x in entries)
         return
-    context = multiprocessing.get_context("spawn")
+    own = pool is None
+    pool = EncodingPool(n_jobs) if own else pool
     try:
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
-            chunksize = max(1, min(64, len(entries) // (4 * n_jobs)))
-            yield from pool.map(_encode_safe, entries, repeat(config), chunksize=chunksize)
-    except BrokenProcessPool as e:
-        raise RuntimeError(f"the encoding worker processes died ({e}). {SPAWN_HINT}") from e
+        yield from pool.map(entries, config)
+    finally:
+        if own:
+            pool.close()

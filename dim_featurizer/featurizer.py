@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from contextvars import ContextVar
 from dataclasses import replace
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,14 @@ from tqdm.auto import tqdm
 
 from dim_featurizer.batching import Batch, collate, plan_batches
 from dim_featurizer.devices import resolve_device
-from dim_featurizer.encoding import EncodedCrystal, EncodingConfig, encode_many, encoding_workers
+from dim_featurizer.encoding import (
+    Encoded,
+    EncodedCrystal,
+    EncodingConfig,
+    EncodingPool,
+    encode_many,
+    encoding_workers,
+)
 from dim_featurizer.errors import name_entry
 from dim_featurizer.model import SiteNetEncoder
 from dim_featurizer.weights import load_weights
@@ -113,7 +123,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for name in ("model_", "weights_info_", "device_", "encoding_"):
+        for name in ("model_", "weights_info_", "device_", "encoding_", "_encoding_pool"):
             state.pop(name, None)
         return state
 
@@ -235,10 +245,13 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         progress = tqdm(
             total=len(items), desc=type(self).__name__, disable=not pbar, **(pbar if isinstance(pbar, dict) else {})
         )
-        with progress:
+        # One encoding stream for all chunks: the workers encode ahead while the network runs.
+        stream = self._encode_stream(items)
+        with progress, closing(stream):
             for start in range(0, len(items), _CHUNK):
                 chunk = items[start : start + _CHUNK]
-                vectors, errors = self._featurize_chunk(chunk, progress, forward)
+                encoded, errors = self._take(stream, len(chunk), progress)
+                vectors = self._forward_encoded(encoded, errors, forward)
                 named = self._name_errors(errors, chunk, start, keys, single, ignore_errors)
                 for vector, error in zip(vectors, named):
                     row = [float("nan")] * width if error is not None else vector.tolist()
@@ -268,21 +281,32 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             named.append(error)
         return named
 
-    def _encode_chunk(self, items: list[Any], progress: tqdm | None = None) -> tuple[list, list]:
-        """(encoded crystals, errors) for ``items``: one of the two is None for each entry."""
+    def _encode_stream(self, items: list[Any]) -> Iterator[Encoded]:
+        """``(encoded, error)`` per item, in order; with ``n_jobs > 1`` from this featuriser's lasting pool."""
+        n_jobs = encoding_workers(self.n_jobs, len(items))
+        pool = self.__dict__.get("_encoding_pool")
+        if n_jobs > 1 and (pool is None or pool.n_jobs != n_jobs):
+            if pool is not None:
+                pool.close()
+            pool = self._encoding_pool = EncodingPool(n_jobs)
+            weakref.finalize(self, pool.close)
+        return encode_many(items, self.encoding_, n_jobs, pool=pool if n_jobs > 1 else None)
+
+    @staticmethod
+    def _take(stream: Iterator[Encoded], n: int, progress: tqdm | None = None) -> tuple[list, list]:
+        """The next ``n`` results of ``stream`` as (encoded crystals, errors): one of the two is None for each."""
         encoded, errors = [], []
-        for crystal, error in encode_many(items, self.encoding_, self.n_jobs):
+        for crystal, error in islice(stream, n):
             encoded.append(crystal)
             errors.append(error)
             if progress is not None:
                 progress.update(1)
         return encoded, errors
 
-    def _featurize_chunk(
-        self, items: list[Any], progress: tqdm, forward: Callable[[Batch], torch.Tensor]
-    ) -> tuple[list[np.ndarray | None], list[BaseException | None]]:
-        encoded, errors = self._encode_chunk(items, progress)
-        return self._forward_encoded(encoded, errors, forward), errors
+    def _encode_chunk(self, items: list[Any], progress: tqdm | None = None) -> tuple[list, list]:
+        """(encoded crystals, errors) for ``items``: one of the two is None for each entry."""
+        with closing(self._encode_stream(items)) as stream:
+            return self._take(stream, len(items), progress)
 
     def _forward_encoded(
         self, encoded: list, errors: list[BaseException | None], forward: Callable[[Batch], torch.Tensor]

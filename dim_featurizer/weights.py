@@ -55,6 +55,11 @@ class WeightsInfo:
     revision: str | None = None
 
 
+def weights_digest(info: WeightsInfo) -> str | None:
+    """The sha256 of the ``model.safetensors`` that ``info`` was loaded from (None for untrained weights)."""
+    return sha256(Path(info.path) / WEIGHTS_NAME) if info.path else None
+
+
 def bundled_root() -> Path:
     """Return the folder holding the bundled weights and their manifest."""
     return Path(str(resources.files("dim_featurizer.bundled_weights")))

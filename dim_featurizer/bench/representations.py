@@ -18,11 +18,10 @@ from dim_featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.weights import (
     CARD_NAME,
     UNTRAINED,
-    WEIGHTS_NAME,
     bundled_names,
     default_weights,
     read_manifest,
-    sha256,
+    weights_digest,
 )
 
 
@@ -124,8 +123,7 @@ def representation_key(name: str, featurizer: object) -> str:
     """A cache key: the representation's name plus, for DIM, its parameters and weights file hash."""
     if isinstance(featurizer, DeepInfoMaxFeaturizer):
         featurizer.fit()
-        path = featurizer.weights_info_.path
-        weights = sha256(Path(path) / WEIGHTS_NAME) if path else f"seed{featurizer.seed}"
+        weights = weights_digest(featurizer.weights_info_) or f"seed{featurizer.seed}"
         params = json.dumps(featurizer.get_params(), sort_keys=True, default=str)
         return f"{name}-{hashlib.sha256((weights + params).encode()).hexdigest()[:12]}"
     return name
@@ -135,8 +133,7 @@ def weights_used(featurizer: DeepInfoMaxFeaturizer) -> dict[str, str | None]:
     """Which weights a DIM featuriser runs: name, source and the sha256 of ``model.safetensors`` (None: untrained)."""
     featurizer.fit()
     info = featurizer.weights_info_
-    digest = sha256(Path(info.path) / WEIGHTS_NAME) if info.path else None
-    return {"weights": info.name, "source": info.source, "model_sha256": digest}
+    return {"weights": info.name, "source": info.source, "model_sha256": weights_digest(info)}
 
 
 def _featurize_chunk(name: str, structures: pd.Series, folder: Path) -> pd.DataFrame:
