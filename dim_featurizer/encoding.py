@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -83,6 +84,10 @@ class EncodingConfig:
         return cls(**{k: v for k, v in d.items() if k not in ("@module", "@class")})
 
 
+DAEMON_HINT = (
+    "n_jobs > 1 is ignored in a daemonic process (a Dask worker, by default): encoding runs in this process. "
+    "Start more worker processes instead, or set Dask's distributed.worker.daemon to False."
+)
 SPAWN_HINT = (
     "With n_jobs > 1 the structures are encoded in spawned processes, and each one imports your "
     'script\'s main module: put the code that featurises under `if __name__ == "__main__":` '
@@ -390,6 +395,10 @@ def encoding_workers(n_jobs: int | None, n_entries: int) -> int:
     """
     n_jobs = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
     if n_jobs <= 1 or n_entries < 2 * n_jobs:
+        return 1
+    if multiprocessing.current_process().daemon:
+        # A daemonic process (a Dask worker by default) may not start children: encode here instead.
+        warnings.warn(DAEMON_HINT, RuntimeWarning, stacklevel=3)
         return 1
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise RuntimeError(SPAWN_HINT)

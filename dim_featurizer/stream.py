@@ -123,6 +123,11 @@ def _write_json(path: Path, data: dict) -> None:
     write_atomically(path, lambda p: Path(p).write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def _describe_input(path: Path) -> dict:
+    # Name and size, not the absolute path: shards on machines that mount the data elsewhere still agree.
+    return {"name": path.name, "bytes": path.stat().st_size if path.is_file() else None}
+
+
 def build_manifest(
     featurizer: DeepInfoMaxFeaturizer,
     inputs: list[str | os.PathLike],
@@ -138,7 +143,7 @@ def build_manifest(
     info = featurizer.weights_info_
     return {
         "format": FORMAT,
-        "inputs": [str(Path(p).resolve()) for p in inputs],
+        "inputs": [_describe_input(Path(p)) for p in inputs],
         "column": column,
         "id_column": id_column,
         "chunk_size": chunk_size,

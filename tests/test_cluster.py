@@ -74,3 +74,14 @@ def test_partition_function_without_a_cluster(examples):
         import dask.dataframe as dd
 
         featurize_dask(dd.from_pandas(pd.DataFrame({"x": [1]}), npartitions=1), column="cif")
+
+
+def test_n_jobs_inside_daemonic_dask_workers_falls_back_to_one_process(client, frame, real_structures):
+    """Dask workers are daemonic and may not start encoding processes: n_jobs=2 must still work there."""
+    import dask.dataframe as dd
+
+    featurizer = DeepInfoMaxFeaturizer(weights="untrained", device="cpu", n_jobs=2)
+    result = featurize_dask(dd.from_pandas(frame.iloc[:30], npartitions=2), featurizer).compute()
+    expected = DeepInfoMaxFeaturizer(weights="untrained", device="cpu", pbar=False).transform(real_structures[:30])
+    np.testing.assert_allclose(result.loc[frame.index[:30]].to_numpy(), expected, atol=1e-5)
+    assert client.run(lambda: __import__("multiprocessing").current_process().daemon)  # the premise holds
