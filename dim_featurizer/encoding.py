@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -131,19 +131,24 @@ class Cell:
 
     Attributes:
         lattice: (3, 3) Å. frac: (n, 3) fractional coordinates. z: (n,) atomic numbers.
-        oxidation: (n,) oxidation states under the encoding's ``oxidation`` mode.
+        oxidation: (n,) oxidation states under the encoding's ``oxidation`` mode; None while a guess is due.
+        formula: the reduced formula, kept only when the oxidation states are still to be guessed.
     """
 
     lattice: np.ndarray
     frac: np.ndarray
     z: np.ndarray
-    oxidation: np.ndarray
+    oxidation: np.ndarray | None
+    formula: str | None = None
 
 
-def _validate(structure: Any, config: EncodingConfig) -> Cell:
-    """Return the structure's :class:`Cell` (a Cell passes through) or raise a documented error."""
+def _validate(structure: Any, config: EncodingConfig, defer_guess: bool = False) -> Cell:
+    """Return the structure's :class:`Cell` (a Cell passes through) or raise a documented error.
+
+    ``defer_guess`` leaves oxidation states that must be guessed as None, for a worker to fill in.
+    """
     if isinstance(structure, Cell):
-        return structure
+        return _with_states(structure)
     from pymatgen.core import Structure
 
     if not isinstance(structure, Structure):
@@ -170,17 +175,30 @@ def _validate(structure: Any, config: EncodingConfig) -> Cell:
         i = int(np.flatnonzero(bad)[0])
         missing = ", ".join(missing_properties(int(z[i])))
         raise UnsupportedElementError(f"site {i}: {species[i]} has no value for {missing} in the site-feature tables")
-    return Cell(lattice, frac, z, _oxidation_states(structure, species, config.oxidation))
+    oxidation = _oxidation_states(species, config.oxidation)
+    formula = structure.composition.reduced_formula if oxidation is None else None
+    cell = Cell(lattice, frac, z, oxidation, formula)
+    return cell if defer_guess else _with_states(cell)
 
 
-def _oxidation_states(structure: Any, species: list, mode: str) -> np.ndarray:
+def _with_states(cell: Cell) -> Cell:
+    """``cell`` with its guessed oxidation states filled in (slow once per formula, so workers do it)."""
+    return cell if cell.oxidation is not None else replace(cell, oxidation=_guessed_states(cell.z, cell.formula))
+
+
+def _oxidation_states(species: list, mode: str) -> np.ndarray | None:
+    """The sites' oxidation states, or None when ``mode == "guess"`` must guess them from the formula."""
     if mode == "zero":
         return np.zeros(len(species))
     given = np.array([getattr(sp, "oxi_state", None) or 0.0 for sp in species], dtype=np.float64)
-    if mode == "given" or given.any():
-        return given
-    guess = _guess_oxidation(structure.composition.reduced_formula)
-    return np.array([guess.get(sp.symbol, 0.0) for sp in species], dtype=np.float64)
+    return given if mode == "given" or given.any() else None
+
+
+def _guessed_states(z: np.ndarray, formula: str) -> np.ndarray:
+    from pymatgen.core import Element
+
+    guess = _guess_oxidation(formula)
+    return np.array([guess.get(Element.from_Z(int(i)).symbol, 0.0) for i in z], dtype=np.float64)
 
 
 @lru_cache(maxsize=65536)
@@ -412,7 +430,7 @@ Encoded = tuple["EncodedCrystal | None", "Exception | None"]
 def _checked(entry: Any, config: EncodingConfig) -> Cell | Exception:
     """The entry's :class:`Cell`, or the error that refuses it (run before sending entries to workers)."""
     try:
-        return _validate(entry, config)
+        return _validate(entry, config, defer_guess=True)
     except Exception as e:  # noqa: BLE001 - reported per entry
         return e
 

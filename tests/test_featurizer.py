@@ -89,10 +89,20 @@ def test_vector_does_not_depend_on_batch(featurizer, real_structures):
     np.testing.assert_allclose(np.array(small.featurize_many(real_structures[:8], pbar=False)), alone, atol=1e-5)
 
 
-def test_encoding_processes_give_the_same_vectors(featurizer, real_structures):
-    pooled = DeepInfoMaxFeaturizer(weights="untrained", device="cpu", n_jobs=2, pbar=False)
-    got = np.array(pooled.featurize_many(real_structures[:20], pbar=False))
-    np.testing.assert_allclose(got, np.array(featurizer.featurize_many(real_structures[:20], pbar=False)), atol=1e-6)
+@pytest.mark.parametrize("oxidation", ["zero", "guess"])
+def test_encoding_processes_give_the_same_vectors(real_structures, oxidation):
+    """Workers get checked arrays (guesses of oxidation states are left to them) and the pool outlives a call."""
+    options = {"weights": "untrained", "device": "cpu", "oxidation": oxidation, "pbar": False}
+    alone = DeepInfoMaxFeaturizer(**options)
+    pooled = DeepInfoMaxFeaturizer(**options, n_jobs=2)
+    entries = [*real_structures[:20], "not a structure", *real_structures[20:30]]
+    expected = np.array(alone.featurize_many(entries, ignore_errors=True, pbar=False))
+    got = np.array(pooled.featurize_many(entries, ignore_errors=True, pbar=False))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.isnan(got[20]).all() and not np.isnan(np.delete(got, 20, axis=0)).any()
+    pool = pooled._encoding_pool
+    np.testing.assert_allclose(pooled.transform(real_structures[:12]), expected[:12], atol=1e-6)
+    assert pooled._encoding_pool is pool and pool._executor is not None
 
 
 def test_device_auto_resolves(featurizer):
