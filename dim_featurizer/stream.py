@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def part_path(out_dir: Path, chunk: int) -> Path:
 def chunked(entries: Iterable[Entry], size: int) -> Iterator[tuple[int, list[Entry]]]:
     """``(chunk number, entries)`` in groups of ``size`` (the last may be shorter)."""
     iterator = iter(entries)
-    for number in range(2**62):
+    for number in count():
         chunk = list(islice(iterator, size))
         if not chunk:
             return
