@@ -1,11 +1,13 @@
 """Scale of ``dim-featurize`` on this machine: structures/s and peak memory at 1k, 10k and all 36,738 crystals.
 
-Each size is the first N rows of the mp2018 frame, written as a plain JSON
-frame (the matminer format the data comes in; not timed). Two runs per size,
-each a fresh ``dim-featurize`` process:
+Each size is the first N rows of one seeded shuffle of the mp2018 frame, so
+that every size draws from the same mix of cells, written as a plain JSON
+frame (the matminer format the data comes in; not timed). Three runs per
+size, each a fresh ``dim-featurize`` process:
 
 - ``stream``: ``--out-dir`` with parquet parts of ``--chunk-size`` rows (the
   path for large inputs);
+- ``stream<N>``: the same with ``--small-chunk-size`` rows per part;
 - ``in_memory``: the peer, ``-o one.parquet``, which holds every structure
   and vector at once.
 
@@ -28,13 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir
 
 
-def write_subset(raw: dict, n: int, path: Path) -> None:
-    """The first ``n`` rows of a split-orient frame, as a plain JSON frame."""
-    subset = {"columns": raw["columns"], "index": raw["index"][:n], "data": raw["data"][:n]}
+def write_subset(raw: dict, rows: list[int], path: Path) -> None:
+    """Rows ``rows`` of a split-orient frame, as a plain JSON frame."""
+    index, data = [raw["index"][i] for i in rows], [raw["data"][i] for i in rows]
+    subset = {"columns": raw["columns"], "index": index, "data": data}
     path.write_text(json.dumps(subset))
 
 
@@ -66,6 +71,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--chunk-size", type=int, default=5000)
+    p.add_argument("--small-chunk-size", type=int, default=1000, help="chunk size of the second streaming run")
+    p.add_argument("--seed", type=int, default=0, help="seeds the shuffle the sizes are drawn from")
     p.add_argument("--weights", default=None)
     p.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = p.parse_args()
@@ -73,6 +80,7 @@ def main() -> None:
 
     with zopen(str(args.data_dir / "mp2018_e_form_gap.json.gz"), "rt") as f:
         raw = json.load(f)
+    order = [int(i) for i in np.random.default_rng(args.seed).permutation(len(raw["index"]))]
     common = ["--device", args.device, "--n-jobs", str(args.n_jobs), "--no-progress"]
     common += ["--weights", args.weights] if args.weights else []
     cli = [sys.executable, "-m", "dim_featurizer.cli"]
@@ -82,9 +90,11 @@ def main() -> None:
         for n in args.sizes:
             n = min(n, len(raw["index"]))
             source = tmp / f"mp2018_first{n}.json"
-            write_subset(raw, n, source)
+            write_subset(raw, order[:n], source)
+            small = ["--out-dir", str(tmp / f"small{n}"), "--chunk-size", str(args.small_chunk_size)]
             runs = {
                 "stream": [str(source), "--out-dir", str(tmp / f"parts{n}"), "--chunk-size", str(args.chunk_size)],
+                f"stream{args.small_chunk_size}": [str(source), *small],
                 "in_memory": [str(source), "-o", str(tmp / f"one{n}.parquet")],
             }
             for mode, extra in runs.items():
@@ -92,23 +102,26 @@ def main() -> None:
                 rows.append({"n": n, "mode": mode, **result, "structures_per_second": n / result["seconds"]})
                 print(json.dumps(rows[-1]), flush=True)
             shutil.rmtree(tmp / f"parts{n}")
+            shutil.rmtree(tmp / f"small{n}", ignore_errors=True)
     largest = max(r["n"] for r in rows)
     by = {(r["n"], r["mode"]): r for r in rows}
     lines = [
         f"dim-featurize on {machine()['cpu']} ({machine()['cores']} cores), device {args.device}, "
-        f"--n-jobs {args.n_jobs}, --chunk-size {args.chunk_size}; each run a fresh process (startup included)",
-        f"{'structures':>10} {'mode':>9} {'seconds':>8} {'struct/s':>9} {'s per 1k':>9} {'peak MiB':>9} "
+        f"--n-jobs {args.n_jobs}, --chunk-size {args.chunk_size} (stream{args.small_chunk_size}: "
+        f"{args.small_chunk_size}); sizes are nested draws of one shuffle (seed {args.seed}); "
+        "each run a fresh process (startup included)",
+        f"{'structures':>10} {'mode':>10} {'seconds':>8} {'struct/s':>9} {'s per 1k':>9} {'peak MiB':>9} "
         f"{'stream/in-memory time':>22} {'memory':>7}",
     ]
     for r in rows:
         peer = by[(r["n"], "in_memory")]
         lines.append(
-            f"{r['n']:>10} {r['mode']:>9} {r['seconds']:8.1f} {r['structures_per_second']:9.1f} "
+            f"{r['n']:>10} {r['mode']:>10} {r['seconds']:8.1f} {r['structures_per_second']:9.1f} "
             f"{1000 * r['seconds'] / r['n']:9.2f} {r['peak_rss_mib']:9.0f} "
             f"{r['seconds'] / peer['seconds']:22.2f} {r['peak_rss_mib'] / peer['peak_rss_mib']:7.2f}"
         )
     smallest = min(r["n"] for r in rows)
-    for mode in ("stream", "in_memory"):
+    for mode in ("stream", f"stream{args.small_chunk_size}", "in_memory"):
         a, b = by[(smallest, mode)], by[(largest, mode)]
         lines.append(
             f"{mode}: {largest / smallest:.1f}x the structures took {b['seconds'] / a['seconds']:.2f}x the time "

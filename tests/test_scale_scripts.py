@@ -29,11 +29,12 @@ def test_gpu_check_dry_run_on_cpu(tmp_path, sample_dir):
 
 
 def test_scale_benchmark_small(tmp_path, sample_dir):
-    done = run(
-        "scale.py", "--data-dir", str(sample_dir), "--sizes", "30", "90", "--chunk-size", "40", "--out", str(tmp_path)
-    )
+    args = ["--data-dir", str(sample_dir), "--sizes", "30", "90", "--chunk-size", "40", "--small-chunk-size", "20"]
+    done = run("scale.py", *args, "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((tmp_path / "scale_cpu.json").read_text())["rows"]
-    assert [(r["n"], r["mode"]) for r in rows] == [(30, "stream"), (30, "in_memory"), (90, "stream"), (90, "in_memory")]
+    modes = [(n, m) for n in (30, 90) for m in ("stream", "stream20", "in_memory")]
+    assert [(r["n"], r["mode"]) for r in rows] == modes
     assert all(r["peak_rss_mib"] > 50 and r["seconds"] > 0 for r in rows)
-    assert "3 parts written" in rows[2]["log"] and "90 structures, 0 failed" in rows[3]["log"]
+    assert "3 parts written" in rows[3]["log"] and "5 parts written" in rows[4]["log"]
+    assert "90 structures, 0 failed" in rows[5]["log"]
