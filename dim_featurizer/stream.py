@@ -28,13 +28,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import count, islice
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dim_featurizer.errors import FeaturizationError, one_line
 from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.files import write_atomically
 from dim_featurizer.readers import Entry, iter_entries
 from dim_featurizer.weights import weights_digest
 
@@ -104,19 +104,6 @@ def featurize_entries(
     table = pd.DataFrame(vectors, index=pd.Index(ids, name="id"), columns=labels)
     table["error"] = pd.Series(errors, index=table.index, dtype=object)
     return table
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """Call ``write(temporary path)``, flush it to disk, then rename it to ``path`` (all or nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -61,3 +61,8 @@ def test_readme_weights_section_matches_results_and_the_default_weights():
     benchmarked = json.loads((ROOT / "results" / "run.json").read_text())["weights"]["dim"]
     assert benchmarked["weights"] == default_weights(), "the default weights changed: rerun dim-bench"
     assert benchmarked["model_sha256"] == sha256(bundled_root() / default_weights() / WEIGHTS_NAME)
+
+
+def test_finetune_readme_shows_the_generated_comparison():
+    folder = ROOT / "results" / "finetune"
+    assert (folder / "comparison.md").read_text() in (folder / "README.md").read_text()

@@ -193,6 +193,20 @@ def test_scikit_learn_checks_that_apply():
     assert failed <= NUMERIC_X_CHECKS, f"a check that does not need numeric X failed: {failed - NUMERIC_X_CHECKS}"
 
 
+def test_paired_statistics():
+    from dim_featurizer.bench.finetune import paired_statistics
+
+    rows = [("a", d, "pretrained", 1.0 + d) for d in range(6)] + [("a", d, "random", 2.0 + d) for d in range(6)]
+    rows += [("b", d, "pretrained", 3.0) for d in range(4)] + [("b", d, "random", 2.0 if d else 4.0) for d in range(4)]
+    fits = pd.DataFrame(rows, columns=["task", "draw", "representation", "mae"]).assign(budget=50)
+    table = paired_statistics(fits).set_index("task")
+    assert table.loc["a", "pretrained_wins"] == 6 and table.loc["a", "sign_test_p"] == pytest.approx(2 / 64)
+    expected = np.median([(1 + d) / (2 + d) - 1 for d in range(6)])
+    assert table.loc["a", "median_relative_change"] == pytest.approx(expected)
+    assert table.loc["b", "pretrained_wins"] == 1 and table.loc["all", "pairs"] == 10
+    assert table.loc["all", "pretrained_wins"] == 7 and np.isnan(table.loc["all", "wilcoxon_p"])
+
+
 def test_finetune_benchmark_pairs_inits_stores_each_fit_and_resumes(tmp_path, sample_dir):
     from dim_featurizer.bench.finetune import main as finetune_main
     from dim_featurizer.bench.finetune import run_finetune
@@ -205,8 +219,12 @@ def test_finetune_benchmark_pairs_inits_stores_each_fit_and_resumes(tmp_path, sa
     assert sorted(fits["representation"]) == ["pretrained", "pretrained", "random", "random"]
     assert (fits["n_test"] == 15).all() and np.isfinite(fits["mae"]).all() and (fits["fit_seconds"] > 0).all()
     assert not np.allclose(*[fits.loc[fits["representation"] == i, "mae"] for i in ("pretrained", "random")])
-    for name in ("fits.csv", "summary.csv", "win_rates.csv", "tables.md", "box_phonons.png", "run.json"):
+    for name in ("fits.csv", "summary.csv", "win_rates.csv", "tables.md", "box_phonons.png", "run.json", "timing.csv"):
         assert (tmp_path / "out" / name).is_file(), name
+    paired = pd.read_csv(tmp_path / "out" / "paired.csv")
+    assert list(paired["task"]) == ["phonons", "all"] and list(paired["pairs"]) == [2, 2]
+    comparison = (tmp_path / "out" / "comparison.md").read_text().splitlines()
+    assert len(comparison) == 3 and comparison[2].startswith("| phonons | 12 | 2 |") and comparison[2].endswith("| – |")
     assert sum("MAE" in line for line in lines) == 4
     # One stored part per fit: drop one, and only that fit is redone.
     parts = sorted((tmp_path / "cache" / "finetune").glob("*.csv"))

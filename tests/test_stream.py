@@ -210,7 +210,7 @@ def test_parse_shard():
 
 def test_kill_of_a_part_write_leaves_no_visible_part(tmp_path, monkeypatch):
     """The rename is the commit: a write that dies leaves neither the part nor its temporary file."""
-    from dim_featurizer.stream import write_atomically
+    from dim_featurizer.files import write_atomically
 
     def dies_half_way(path):
         with open(path, "wb") as f:

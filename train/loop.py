@@ -11,18 +11,17 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from dim_featurizer.files import write_atomically
 from dim_featurizer.weights import save_pretrained
 
 from .build import RunSetup, epoch_batches, step_rng
@@ -34,23 +33,19 @@ __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
 LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "reconstruction", "total")
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _write_log(history: list[dict], path: Path) -> None:
     if not history:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        # Rows of a run resumed across versions may hold different columns: write their union.
-        fieldnames = list(dict.fromkeys(k for row in history for k in row))
-        writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+
+    def write(target: Path) -> None:
+        with open(target, "w", newline="") as f:
+            # Rows of a run resumed across versions may hold different columns: write their union.
+            fieldnames = list(dict.fromkeys(k for row in history for k in row))
+            writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
+            writer.writeheader()
+            writer.writerows(history)
+
+    write_atomically(path, write)
 
 
 class Trainer:
@@ -92,15 +87,13 @@ class Trainer:
         if self.rank != 0:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_save(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "state": json.dumps(self.state),
-                "config": json.dumps(asdict(self.config)),
-            },
-            self.checkpoint_path,
-        )
+        blob = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "state": json.dumps(self.state),
+            "config": json.dumps(asdict(self.config)),
+        }
+        write_atomically(self.checkpoint_path, lambda p: torch.save(blob, p))
 
     def load_checkpoint(self) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (tensors only, no arbitrary pickle)."""

@@ -122,9 +122,17 @@ def run_finetune(
     if out is not None:
         out = Path(out)
         report.write_report(fits, out, units, reference="pretrained")
-        timing = fits.groupby(["task", "budget", "representation"])["fit_seconds"].median().reset_index()
+        columns = ["fit_seconds", "epochs", "predict_seconds"]
+        timing = fits.groupby(["task", "budget", "representation"])[columns].median().reset_index()
+        report.write_atomic(timing, out / "timing.csv")
+        if set(inits) == set(INITS):
+            report.write_atomic(paired_statistics(fits), out / "paired.csv")
+            fixed = out.parent / "summary.csv"  # the representation benchmark's, beside results/finetune
+            fixed_table = pd.read_csv(fixed) if fixed.is_file() else None
+            (out / "comparison.md").write_text(comparison_markdown(report.summary(fits), fits, fixed_table))
         meta = {"settings": settings, "missing": missing, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-        meta["median_fit_seconds"] = timing.to_dict(orient="records")
+        medians = timing[["task", "budget", "representation", "fit_seconds"]]
+        meta["median_fit_seconds"] = medians.to_dict(orient="records")
         (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
     say(
         f"{len(fits)} fine-tuning fits"
@@ -132,6 +140,59 @@ def run_finetune(
         + (f"; not run yet: {len(missing)}" if missing else "")
     )
     return BenchmarkResult(fits, missing, None if out is None else Path(out))
+
+
+def paired_statistics(fits: pd.DataFrame) -> pd.DataFrame:
+    """Pretrained against random start over the paired draws, per task and over all tasks.
+
+    Returns:
+        One row per task and one for ``all``: pairs, pretrained wins, the two-sided sign-test p, the
+        Wilcoxon signed-rank p (per task), and the median of MAE(pretrained) / MAE(random) − 1.
+    """
+    from scipy.stats import binomtest, wilcoxon
+
+    pairs = fits.pivot_table(index=["task", "budget", "draw"], columns="representation", values="mae").dropna()
+    rows = []
+    for task, group in [*pairs.groupby(level="task"), ("all", pairs)]:
+        wins = int((group["pretrained"] < group["random"]).sum())
+        rows.append(
+            {
+                "task": task,
+                "pairs": len(group),
+                "pretrained_wins": wins,
+                "sign_test_p": binomtest(wins, len(group)).pvalue,
+                "wilcoxon_p": wilcoxon(group["pretrained"], group["random"]).pvalue if task != "all" else np.nan,
+                "median_relative_change": float((group["pretrained"] / group["random"] - 1).median()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def comparison_markdown(summary: pd.DataFrame, fits: pd.DataFrame, fixed: pd.DataFrame | None) -> str:
+    """The results README's table: per task and budget, draws, median MAE from each start, the share of
+    paired draws the pretrained start wins, and the best fixed-``dim``-feature model's median (when
+    ``fixed``, the representation benchmark's summary, is given)."""
+    wins = report.win_rates(fits, "pretrained").set_index(["task", "budget"])["win_rate"]
+    medians = summary.pivot_table(index=["task", "budget"], columns="representation", values="median")
+    draws = summary[summary["representation"] == "pretrained"].set_index(["task", "budget"])["fits"]
+    lines = [
+        "| task | labels | draws | pretrained | random | pretrained wins | best fixed `dim` model |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for task, budget in medians.index:
+        digits = 1 if task == "phonons" else 3
+        best = "–"
+        if fixed is not None:
+            rows = fixed[(fixed["task"] == task) & (fixed["budget"] == budget) & (fixed["representation"] == "dim")]
+            if len(rows):
+                top = rows.sort_values("median").iloc[0]
+                best = f"{top['median']:.{digits}f} ({top['model']})"
+        pre, rand = medians.loc[(task, budget), "pretrained"], medians.loc[(task, budget), "random"]
+        lines.append(
+            f"| {task} | {budget} | {int(draws[(task, budget)])} | {pre:.{digits}f} | {rand:.{digits}f} | "
+            f"{wins[(task, budget)]:.0%} | {best} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _timing(row: dict, unit: str) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dim_featurizer.files import write_atomically
+
 KEYS = ["task", "model", "budget", "representation"]
 
 
@@ -169,13 +171,8 @@ def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], ref
 
 
 def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV under a name of this process's own, then rename: concurrent writers never mix their bytes."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Write ``frame`` as a CSV (no index), atomically."""
+    write_atomically(path, lambda p: frame.to_csv(p, index=False))
 
 
 def headline_markdown(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -15,6 +14,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.files import write_atomically
 from dim_featurizer.weights import (
     CARD_NAME,
     UNTRAINED,
@@ -142,9 +142,7 @@ def _featurize_chunk(name: str, structures: pd.Series, folder: Path) -> pd.DataF
     ids = np.asarray(structures.index, dtype=str)
     features = np.asarray(rows, dtype=np.float64)
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-    tmp = folder / f"tmp-{os.getpid()}-{digest}.npz"
-    np.savez(tmp, ids=ids, features=features)
-    os.replace(tmp, folder / f"part-{digest}.npz")
+    write_atomically(folder / f"part-{digest}.npz", lambda p: np.savez(p, ids=ids, features=features))
     return pd.DataFrame(features, index=ids)
 
 
