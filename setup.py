@@ -67,7 +67,6 @@ setup(
             "dim-featurize=dim_featurizer.cli:main",
             "dim-train=dim_featurizer.train.cli:main",
             "dim-bench=dim_featurizer.bench.cli:main",
-            "dim-finetune-bench=dim_featurizer.bench.finetune:main",
         ]
     },
 )

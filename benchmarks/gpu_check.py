@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.encoding import _checked
+from dim_featurizer.encoding import check_entry
 from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir, read_frame, read_split
 
@@ -54,13 +54,14 @@ def synchronize(device: torch.device) -> None:
 def speed(featurizer: DeepInfoMaxFeaturizer, structures: list) -> dict:
     """Structures/s for encoding, the network and end to end (after a warm-up that starts the workers)."""
     featurizer.featurize_many(structures[:200], pbar=False)
-    device = featurizer.device_
+    runner = featurizer.runner()
+    device = runner.device
     start = time.perf_counter()
-    encoded, errors = featurizer._encode_chunk(structures)
+    encoded, errors = runner.encode(structures)
     encode_s = time.perf_counter() - start
     synchronize(device)
     start = time.perf_counter()
-    featurizer._forward_encoded(encoded, errors, featurizer.model_.embed)
+    runner.forward(encoded, errors)
     synchronize(device)
     network_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -70,7 +71,7 @@ def speed(featurizer: DeepInfoMaxFeaturizer, structures: list) -> dict:
     # The main process checks each structure and pickles its arrays for the workers (encoding.Cell).
     start = time.perf_counter()
     for s in structures[:1000]:
-        pickle.dumps(_checked(s, featurizer.encoding_))
+        pickle.dumps(check_entry(s, runner.encoding))
     main_ms = 1000 * (time.perf_counter() - start) / min(1000, len(structures))
     n = len(structures)
     return {

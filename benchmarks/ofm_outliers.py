@@ -27,9 +27,10 @@ import pandas as pd
 
 from dim_featurizer.bench.protocol import make_model
 from dim_featurizer.bench.representations import cached_features
-from dim_featurizer.bench.tasks import draw_subsets, load_task
+from dim_featurizer.bench.tasks import load_task
 from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir
+from dim_featurizer.sampling import draw_subsets
 
 REPS = ("ofm", "dim-untrained")
 

@@ -46,7 +46,7 @@ def literal_environments(self, sites, rows, neighbor_index, distances, mask):
 def run_steps(trainer: Trainer, batches, steps: int) -> tuple[float, int]:
     crystals, start = 0, time.perf_counter()
     for i in range(steps):
-        losses = trainer._losses(trainer.model, batches[i], step_rng(0, 0, i))
+        losses = trainer.losses(trainer.model, batches[i], step_rng(0, 0, i))
         trainer.optimizer.zero_grad()
         losses.total.backward()
         trainer.optimizer.step()

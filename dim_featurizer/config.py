@@ -21,7 +21,7 @@ READOUTS = ("global_mu", "pooled")
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     """The keys of ``d`` that are fields of ``cls``; unknown keys are an error."""
     names = {f.name for f in fields(cls)}
-    extra = set(d) - names - {"@module", "@class"}
+    extra = set(d) - names
     if extra:
         raise ValueError(f"unknown {cls.__name__} keys: {sorted(extra)}")
     return {k: v for k, v in d.items() if k in names}
@@ -103,11 +103,11 @@ class ModelConfig:
         """Build from :meth:`as_dict` output; unknown keys are an error."""
         return cls(**_known(cls, d))
 
-    def to_json_file(self, path: str | Path) -> None:
-        """Write the config as indented JSON."""
-        Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+    def to_json(self) -> str:
+        """The config as indented JSON text (the ``config.json`` of a weights folder)."""
+        return json.dumps(self.as_dict(), indent=2) + "\n"
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> ModelConfig:
-        """Read a config written by :meth:`to_json_file`."""
+        """Read a config written as :meth:`to_json`."""
         return cls.from_dict(json.loads(Path(path).read_text()))

@@ -7,13 +7,6 @@ each primitive (unique) site to every supercell atom.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import warnings
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
@@ -78,21 +71,10 @@ class EncodingConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncodingConfig:
         """Build from :meth:`as_dict` output; unknown keys are an error."""
-        extra = set(d) - {f.name for f in fields(cls)} - {"@module", "@class"}
+        extra = set(d) - {f.name for f in fields(cls)}
         if extra:
             raise ValueError(f"unknown {cls.__name__} keys: {sorted(extra)}")
-        return cls(**{k: v for k, v in d.items() if k not in ("@module", "@class")})
-
-
-DAEMON_HINT = (
-    "n_jobs > 1 is ignored in a daemonic process (a Dask worker, by default): encoding runs in this process. "
-    "Start more worker processes instead, or set Dask's distributed.worker.daemon to False."
-)
-SPAWN_HINT = (
-    "With n_jobs > 1 the structures are encoded in spawned processes, and each one imports your "
-    'script\'s main module: put the code that featurises under `if __name__ == "__main__":` '
-    "(see the multiprocessing docs, 'safe importing of main module'), or use n_jobs=1."
-)
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -142,7 +124,7 @@ class Cell:
     formula: str | None = None
 
 
-def _validate(structure: Any, config: EncodingConfig, defer_guess: bool = False) -> Cell:
+def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -> Cell:
     """Return the structure's :class:`Cell` (a Cell passes through) or raise a documented error.
 
     ``defer_guess`` leaves oxidation states that must be guessed as None, for a worker to fill in.
@@ -340,7 +322,7 @@ def build_supercell(structure: Any, config: EncodingConfig | None = None) -> Sup
         FeaturizationError: a documented subclass naming what is wrong.
     """
     config = config or EncodingConfig()
-    cell = _validate(structure, config)
+    cell = to_cell(structure, config)
     lattice, frac, z, oxidation = cell.lattice, cell.frac, cell.z, cell.oxidation
     keys, types = np.unique(np.stack([z, oxidation], 1), axis=0, return_inverse=True)
     lattice, frac, types = _primitive(lattice, frac, types.reshape(-1), config.symprec)
@@ -395,115 +377,24 @@ def encode_structure(structure: Any, config: EncodingConfig | None = None) -> En
     )
 
 
-def _encode_safe(entry: Any, config: EncodingConfig) -> tuple[EncodedCrystal | None, Exception | None]:
-    """Encode one entry, returning the error instead of raising (safe across processes)."""
+def encode_or_error(entry: Any, config: EncodingConfig) -> Encoded:
+    """Encode one entry: ``(encoded, None)``, or ``(None, error)`` instead of raising (safe across processes)."""
     try:
         return encode_structure(entry, config), None
     except Exception as e:  # noqa: BLE001 - every failure is reported per entry
         return None, e
 
 
-def encoding_workers(n_jobs: int | None, n_entries: int) -> int:
-    """The number of worker processes ``encode_many`` starts (1: none, encode in this process).
+def check_entry(entry: Any, config: EncodingConfig) -> Cell | Exception:
+    """The entry's :class:`Cell` with any oxidation-state guess left to the encoder, or the error that refuses it.
 
-    Raises:
-        RuntimeError: workers are needed but this process is itself a spawned
-            worker importing a main script that has no ``__main__`` guard;
-            failing here, at once, beats a pool that breaks minutes later.
+    What the main process does before sending an entry to an encoding worker.
     """
-    n_jobs = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
-    if n_jobs <= 1 or n_entries < 2 * n_jobs:
-        return 1
-    if multiprocessing.current_process().daemon:
-        # A daemonic process (a Dask worker by default) may not start children: encode here instead.
-        warnings.warn(DAEMON_HINT, RuntimeWarning, stacklevel=3)
-        return 1
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise RuntimeError(SPAWN_HINT)
-    return n_jobs
-
-
-#: One entry's result: the encoded crystal, or the error met encoding it.
-Encoded = tuple["EncodedCrystal | None", "Exception | None"]
-
-
-def _checked(entry: Any, config: EncodingConfig) -> Cell | Exception:
-    """The entry's :class:`Cell`, or the error that refuses it (run before sending entries to workers)."""
     try:
-        return _validate(entry, config, defer_guess=True)
+        return to_cell(entry, config, defer_guess=True)
     except Exception as e:  # noqa: BLE001 - reported per entry
         return e
 
 
-def _encode_block(cells: Sequence[Cell | Exception], config: EncodingConfig) -> list[Encoded]:
-    return [(None, c) if isinstance(c, Exception) else _encode_safe(c, config) for c in cells]
-
-
-class EncodingPool:
-    """Spawned, torch-free encoding processes, started on first use and reused by every later call.
-
-    Spawning a worker imports numpy, spglib and pymatgen (seconds); a featuriser keeps one pool so that
-    it pays this once, not once per call or chunk.
-    """
-
-    def __init__(self, n_jobs: int) -> None:
-        self.n_jobs = n_jobs
-        self._executor: ProcessPoolExecutor | None = None
-
-    def map(self, entries: Sequence[Any], config: EncodingConfig) -> Iterator[Encoded]:
-        """Encode ``entries`` in order, at most ``4 * n_jobs`` blocks ahead of the consumer.
-
-        The bound keeps memory flat on long inputs, while the lead lets the workers encode the next
-        crystals as the caller runs the network on the last ones.
-        """
-        if self._executor is None:
-            context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(max_workers=self.n_jobs, mp_context=context)
-        block = max(1, min(64, len(entries) // (4 * self.n_jobs)))
-        pending: deque = deque()
-        try:
-            for start in range(0, len(entries), block):
-                cells = [_checked(x, config) for x in entries[start : start + block]]
-                pending.append(self._executor.submit(_encode_block, cells, config))
-                if len(pending) >= 4 * self.n_jobs:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        except BrokenProcessPool as e:
-            self.close()
-            raise RuntimeError(f"the encoding worker processes died ({e}). {SPAWN_HINT}") from e
-        finally:
-            for future in pending:  # a consumer that stops early (an error) leaves no work queued
-                future.cancel()
-
-    def close(self) -> None:
-        """Stop the workers (a later :meth:`map` starts new ones)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-
-def encode_many(
-    entries: Sequence[Any], config: EncodingConfig, n_jobs: int | None = 1, pool: EncodingPool | None = None
-) -> Iterator[Encoded]:
-    """Encode entries in order, yielding ``(encoded, None)`` or ``(None, error)`` for each.
-
-    Args:
-        entries: structures (anything else yields its error).
-        config: encoding options.
-        n_jobs: processes; ``-1`` or None means all cores. Workers are spawned,
-            and this module never imports torch, so they cannot deadlock torch
-            or touch a CUDA context.
-        pool: reuse this pool's workers (its size wins over ``n_jobs``); without one, a pool lives for this call.
-    """
-    n_jobs = encoding_workers(n_jobs if pool is None else pool.n_jobs, len(entries))
-    if n_jobs <= 1:
-        yield from (_encode_safe(x, config) for x in entries)
-        return
-    own = pool is None
-    pool = EncodingPool(n_jobs) if own else pool
-    try:
-        yield from pool.map(entries, config)
-    finally:
-        if own:
-            pool.close()
+#: One entry's result: the encoded crystal, or the error met encoding it.
+Encoded = tuple["EncodedCrystal | None", "Exception | None"]

@@ -45,18 +45,6 @@ class WeightsError(RuntimeError):
     """Weights could not be found, verified or loaded; the message lists every source tried."""
 
 
-#: The failures a user can meet for bad structures; anything else is a bug.
-DOCUMENTED_ERRORS = (
-    NotAStructureError,
-    EmptyStructureError,
-    DisorderedStructureError,
-    InvalidGeometryError,
-    OverlappingSitesError,
-    UnsupportedElementError,
-    StructureTooLargeError,
-)
-
-
 def describe(entry: Any) -> str:
     """A one-line human name for an entry: ``Structure NaCl``, ``Molecule H2``, ``str 'NaCl'``, ``NoneType``."""
     composition = getattr(entry, "composition", None)

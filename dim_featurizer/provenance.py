@@ -1,11 +1,16 @@
-"""Provenance for committed results, runs and model cards: the machine and the code's commit."""
+"""Provenance for committed results, runs and model cards: the machine, the code's commit, the run record."""
 
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
+
+#: The repository (or installed package) root, whose commit a record names.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_name() -> str:
@@ -61,3 +66,23 @@ def git_commit(path: Path) -> str:
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def run_record(**facts: Any) -> dict[str, Any]:
+    """The record of a run (training, a benchmark, a streaming shard): the facts given, then where and
+    with what it ran.
+
+    Returns:
+        ``facts`` plus ``package_version``, ``commit`` (:func:`git_commit`), ``hardware`` (:func:`hardware`),
+        ``machine`` (:func:`machine`) and ``date`` (YYYY-MM-DD).
+    """
+    from dim_featurizer import __version__
+
+    return {
+        **facts,
+        "package_version": __version__,
+        "commit": git_commit(ROOT),
+        "hardware": hardware(),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }

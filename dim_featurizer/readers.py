@@ -271,13 +271,3 @@ def iter_entries(
             yield from _archive_entries(path)
         else:
             yield str(path), partial(read_structure_file, path)
-
-
-def read_paths(inputs: Iterable[str | Path], column: str = "structure", id_column: str | None = None) -> pd.Series:
-    """Every structure of the inputs (see :func:`iter_entries`), read now.
-
-    Returns:
-        A Series of Structures (or the exception met while reading one), indexed by id.
-    """
-    entries = list(iter_entries(inputs, column, id_column))
-    return pd.Series([load() for _, load in entries], index=pd.Index([i for i, _ in entries], name="id"), dtype=object)

@@ -1,7 +1,7 @@
 """``DIMRegressor``: fine-tune the Site-Net encoder with a new head on a few labels (paper Fig. 7).
 
-Encoding, batching, weights and the encoder are the featuriser's: the regressor holds a
-:class:`DeepInfoMaxFeaturizer` and adds a head and a training loop.
+Encoding, batching, weights and the encoder come from the inference core (:class:`~dim_featurizer.inference.Runner`),
+as for the featuriser; the regressor adds a head and a fine-tuning loop.
 """
 
 from __future__ import annotations
@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from safetensors.torch import load, load_file, save, save_file
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -25,8 +23,12 @@ from dim_featurizer.batching import Batch, collate, plan_batches
 from dim_featurizer.config import EncodingConfig, ModelConfig
 from dim_featurizer.devices import resolve_device
 from dim_featurizer.encoding import EncodedCrystal
-from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.files import write_atomically, write_json
+from dim_featurizer.inference import LOAD_OPTIONS, Runner
 from dim_featurizer.model import SiteNetEncoder, untrained_encoder
+from dim_featurizer.sampling import validation_split
+from dim_featurizer.validation import check_entries, check_targets, entry_keys, name_errors
+from dim_featurizer.weights import WeightsInfo
 
 #: Width of the head's hidden layer (the paper's Linear(D→64) → Mish → Linear(64→1)).
 HEAD_HIDDEN = 64
@@ -78,7 +80,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
             ``fit`` always refuses one, naming it.
         pbar: progress bars while predicting.
 
-    Learned state: ``net_`` (encoder and head), ``featurizer_``, ``y_mean_``, ``y_scale_``,
+    Learned state: ``net_`` (encoder and head), ``runner_`` (the inference core running it), ``y_mean_``, ``y_scale_``,
     ``history_`` (one dict per epoch), ``best_epoch_``, ``n_train_``, ``n_validation_``.
     """
 
@@ -122,25 +124,24 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
             ValueError: bad options, lengths that differ, a non-finite target (named), fewer than 2 crystals.
         """
         self._check_options()
-        items, keys = DeepInfoMaxFeaturizer._entries(X), _keys(X)
-        target = _targets(y, len(items), keys)
-        featurizer = self._featurizer()
-        featurizer._load()
-        encoded, errors = featurizer._encode_chunk(items)
-        featurizer._name_errors(errors, items, 0, keys, False, ignore_errors=False)
-        encoder = featurizer.model_
+        items, keys = check_entries(X), entry_keys(X)
+        target = check_targets(y, len(items), keys)
+        runner = self._runner()
+        encoded, errors = runner.encode(items)
+        name_errors(errors, items, 0, keys)
+        encoder = runner.model
         if self.init == "random":
-            encoder = untrained_encoder(encoder.config, seed=self.seed).to(featurizer.device_)
+            encoder = untrained_encoder(encoder.config, seed=self.seed).to(runner.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            net = RegressionNet(encoder).to(featurizer.device_)
-        train_idx, val_idx = _split(len(items), self.validation_fraction, self.seed)
+            net = RegressionNet(encoder).to(runner.device)
+        train_idx, val_idx = validation_split(len(items), self.validation_fraction, self.seed)
         self.y_mean_ = float(target[train_idx].mean())
         self.y_scale_ = float(target[train_idx].std()) or 1.0
         standard = (target - self.y_mean_) / self.y_scale_
-        self.history_, self.best_epoch_ = self._train(net, encoded, standard, train_idx, val_idx, featurizer.device_)
+        self.history_, self.best_epoch_ = self._train(net, encoded, standard, train_idx, val_idx, runner.device)
         self.n_train_, self.n_validation_ = len(train_idx), len(val_idx)
-        self._bind(featurizer, net)
+        self.net_, self.runner_ = net.eval(), runner.with_model(net.encoder)
         return self
 
     def predict(self, X: Any) -> np.ndarray:
@@ -150,15 +151,17 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
             FeaturizationError: (without ``ignore_errors``) the first bad structure, named.
         """
         check_is_fitted(self, "net_")
-        items = DeepInfoMaxFeaturizer._entries(X)
-        rows = self.featurizer_._rows(items, _keys(X), self.ignore_errors, False, self.pbar, forward=self.net_, width=1)
-        return np.asarray(rows, dtype=np.float64)[:, 0] * self.y_scale_ + self.y_mean_
+        self.runner_.n_jobs = self.n_jobs
+        values, _ = self.runner_.run(
+            check_entries(X), entry_keys(X), self.ignore_errors, self.pbar, forward=self.net_, width=1
+        )
+        return values[:, 0] * self.y_scale_ + self.y_mean_
 
-    def _predict_encoded(self, encoded: list[EncodedCrystal]) -> np.ndarray:
-        """Predictions for crystals encoded beforehand with this model's encoding (the benchmark encodes
-        its test set once for every fit); NaN where the network fails."""
+    def predict_encoded(self, encoded: list[EncodedCrystal]) -> np.ndarray:
+        """Predictions for crystals encoded beforehand with ``runner_.encode`` (the benchmark encodes its test
+        set once for every fit); NaN where the network fails."""
         check_is_fitted(self, "net_")
-        vectors = self.featurizer_._forward_encoded(encoded, [None] * len(encoded), self.net_)
+        vectors = self.runner_.forward(encoded, [None] * len(encoded), self.net_)
         return np.array([np.nan if v is None else v[0] for v in vectors]) * self.y_scale_ + self.y_mean_
 
     # -- persistence ------------------------------------------------------------
@@ -166,9 +169,9 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         """Write a fitted model as ``model.safetensors`` plus ``regressor.json``; returns the folder."""
         check_is_fitted(self, "net_")
         folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file(_state(self.net_), str(folder / STATE_NAME))
-        (folder / CONFIG_NAME).write_text(json.dumps(self._record(), indent=2) + "\n")
+        state = _state(self.net_)
+        write_atomically(folder / STATE_NAME, lambda target: save_file(state, str(target)))
+        write_json(folder / CONFIG_NAME, self._record())
         return folder
 
     @classmethod
@@ -183,7 +186,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
 
     def __getstate__(self) -> dict:
         # The weights travel as safetensors bytes, never as pickled tensors.
-        state = {k: v for k, v in self.__dict__.items() if k not in ("net_", "featurizer_")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("net_", "runner_")}
         if getattr(self, "net_", None) is not None:
             state["_fitted"] = (self._record(), save(_state(self.net_)))
         return state
@@ -203,17 +206,11 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
-    def _featurizer(self) -> DeepInfoMaxFeaturizer:
-        """The featuriser with this regressor's options of the same names (weights, device, encoding...)."""
-        shared = set(DeepInfoMaxFeaturizer._get_param_names())
-        params = {k: v for k, v in self.get_params().items() if k in shared}
-        params["batch_sites"] = max(self.batch_sites, INFERENCE_BATCH_SITES)
-        return DeepInfoMaxFeaturizer(**params)
-
-    def _bind(self, featurizer: DeepInfoMaxFeaturizer, net: RegressionNet) -> None:
-        """Keep ``net`` (already on the featuriser's device) and make its encoder the featuriser's."""
-        featurizer.model_ = net.encoder
-        self.net_, self.featurizer_ = net.eval(), featurizer
+    def _runner(self) -> Runner:
+        """The inference core with this regressor's options of the same names (weights, device, encoding...)."""
+        options = {name: getattr(self, name) for name in LOAD_OPTIONS}
+        options["batch_sites"] = max(self.batch_sites, INFERENCE_BATCH_SITES)
+        return Runner.load(**options)
 
     def _train(
         self,
@@ -277,8 +274,8 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         return {
             "params": {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in self.get_params().items()},
             "encoder": self.net_.encoder.config.as_dict(),
-            "encoding": self.featurizer_.encoding_.as_dict(),
-            "weights_info": _plain(self.featurizer_.weights_info_),
+            "encoding": self.runner_.encoding.as_dict(),
+            "weights_info": self.runner_.info.as_dict(),
             "y_mean": self.y_mean_,
             "y_scale": self.y_scale_,
             "best_epoch": self.best_epoch_,
@@ -290,49 +287,19 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
     def _restore(self, record: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
         net = RegressionNet(SiteNetEncoder(ModelConfig.from_dict(record["encoder"])))
         net.load_state_dict(state)
-        featurizer = self._featurizer()
         device = resolve_device(self.device)
-        featurizer._use(net.encoder, EncodingConfig.from_dict(record["encoding"]), device, record["weights_info"])
-        self._bind(featurizer, net.to(device))
+        encoding, info = EncodingConfig.from_dict(record["encoding"]), WeightsInfo.from_dict(record["weights_info"])
+        batch_sites = max(self.batch_sites, INFERENCE_BATCH_SITES)
+        self.net_ = net.to(device).eval()
+        self.runner_ = Runner(net.encoder, encoding, device, info, batch_sites, self.n_jobs)
         self.y_mean_, self.y_scale_ = record["y_mean"], record["y_scale"]
         self.best_epoch_, self.history_ = record["best_epoch"], record["history"]
         self.n_train_, self.n_validation_ = record["n_train"], record["n_validation"]
 
 
-def _keys(X: Any) -> pd.Index | None:
-    return X.index if isinstance(X, (pd.Series, pd.DataFrame)) else None
-
-
-def _targets(y: Any, n: int, keys: pd.Index | None) -> np.ndarray:
-    """``y`` as a float array of length ``n``; a missing or infinite value is refused by position and id."""
-    target = np.asarray(y, dtype=np.float64).ravel()
-    if len(target) != n:
-        raise ValueError(f"X has {n} structures but y has {len(target)} values")
-    if n < 2:
-        raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {n}")
-    bad = np.flatnonzero(~np.isfinite(target))
-    if len(bad):
-        i = int(bad[0])
-        label = f" (id {keys[i]!r})" if keys is not None else ""
-        raise ValueError(f"y entry {i}{label} is {target[i]}: every target must be finite ({len(bad)} are not)")
-    return target
-
-
-def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) positions; at least one of each."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, round(fraction * n)), n - 1)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
 def _state(net: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of the weights (contiguous, as safetensors needs)."""
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
-
-
-def _plain(info: Any) -> Any:
-    """Weights provenance (a ``WeightsInfo``, or the dict a restored model keeps) as JSON-ready data."""
-    return asdict(info) if is_dataclass(info) else info
 
 
 __all__ = ["DIMRegressor", "RegressionNet"]

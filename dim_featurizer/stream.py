@@ -34,9 +34,9 @@ import pandas as pd
 
 from dim_featurizer.errors import FeaturizationError, one_line
 from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.files import write_atomically
+from dim_featurizer.files import write_atomically, write_json
+from dim_featurizer.parts import PartStore
 from dim_featurizer.readers import Entry, iter_entries
-from dim_featurizer.weights import weights_digest
 
 MANIFEST = "manifest.json"
 PARTS = "parts"
@@ -56,9 +56,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def part_path(out_dir: Path, chunk: int) -> Path:
-    """Where chunk ``chunk``'s part lives."""
-    return Path(out_dir) / PARTS / f"part-{chunk:06d}.parquet"
+def part_store(out_dir: str | os.PathLike) -> PartStore:
+    """The parts of an output folder: ``parts/part-NNNNNN.parquet``, keyed by :func:`chunk_key`."""
+    return PartStore(Path(out_dir) / PARTS, ".parquet")
+
+
+def chunk_key(chunk: int) -> str:
+    """The part key of chunk number ``chunk``."""
+    return f"{chunk:06d}"
 
 
 def chunked(entries: Iterable[Entry], size: int) -> Iterator[tuple[int, list[Entry]]]:
@@ -106,10 +111,6 @@ def featurize_entries(
     return table
 
 
-def _write_json(path: Path, data: dict) -> None:
-    write_atomically(path, lambda p: Path(p).write_text(json.dumps(data, indent=2) + "\n"))
-
-
 def _describe_input(path: Path) -> dict:
     # Name and size, not the absolute path: shards on machines that mount the data elsewhere still agree.
     return {"name": path.name, "bytes": path.stat().st_size if path.is_file() else None}
@@ -125,24 +126,16 @@ def build_manifest(
     """What makes two runs' parts interchangeable: inputs, chunking, weights (by hash), readout, encoding."""
     from dim_featurizer import __version__
 
-    if not featurizer._loaded():
-        featurizer.fit()
-    info = featurizer.weights_info_
+    runner = featurizer.runner()
     return {
         "format": FORMAT,
         "inputs": [_describe_input(Path(p)) for p in inputs],
         "column": column,
         "id_column": id_column,
         "chunk_size": chunk_size,
-        "weights": {
-            "name": info.name,
-            "source": info.source,
-            "revision": info.revision,
-            "model_sha256": weights_digest(info),
-            "seed": featurizer.seed if info.source == "untrained" else None,
-        },
-        "readout": featurizer.model_.config.readout,
-        "encoding": asdict(featurizer.encoding_),
+        "weights": runner.info.record(seed=featurizer.seed),
+        "readout": runner.model.config.readout,
+        "encoding": runner.encoding.as_dict(),
         "n_features": len(featurizer.feature_labels()),
         "package_version": __version__,
     }
@@ -158,7 +151,7 @@ def open_output(out_dir: Path, manifest: dict) -> None:
             details = "; ".join(f"{k}: folder has {existing.get(k)!r}, this run {manifest.get(k)!r}" for k in differ)
             raise ValueError(f"{out_dir} holds parts made with other settings ({details}); use another folder")
         return
-    _write_json(path, manifest)
+    write_json(path, manifest)
 
 
 @dataclass
@@ -215,15 +208,15 @@ def featurize_to_parts(
     out_dir = Path(out_dir)
     open_output(out_dir, build_manifest(featurizer, inputs, column, id_column, chunk_size))
     start = time.perf_counter()
-    report = ShardReport(index, count, 0, 0, [], [], 0, 0, 0.0, str(featurizer.device_))
+    report = ShardReport(index, count, 0, 0, [], [], 0, 0, 0.0, str(featurizer.runner().device))
+    parts = part_store(out_dir)
     with tqdm(desc=f"dim-featurize shard {index}/{count}", unit="structure", disable=not pbar) as progress:
         for number, chunk in chunked(iter_entries(inputs, column, id_column), chunk_size):
             report.n_entries += len(chunk)
             report.n_chunks = number + 1
             if number % count != index:
                 continue
-            path = part_path(out_dir, number)
-            if path.is_file():
+            if parts.done(chunk_key(number)):
                 report.skipped.append(number)
                 progress.update(len(chunk))
                 continue
@@ -232,15 +225,15 @@ def featurize_to_parts(
             except FeaturizationError as e:
                 first = number * chunk_size
                 raise type(e)(f"chunk {number} (entries {first}-{first + len(chunk) - 1}): {e}") from e
-            write_atomically(path, table.to_parquet)
+            parts.write(chunk_key(number), table.to_parquet)
             report.written.append(number)
             report.rows += len(table)
             report.failed += int(table["error"].notna().sum())
             progress.update(len(chunk))
     report.seconds = time.perf_counter() - start
-    from dim_featurizer.provenance import machine
+    from dim_featurizer.provenance import run_record
 
-    _write_json(out_dir / SHARDS / f"shard-{index}-of-{count}.json", {**asdict(report), "machine": machine()})
+    write_json(out_dir / SHARDS / f"shard-{index}-of-{count}.json", run_record(**asdict(report)))
     return report
 
 
@@ -257,7 +250,8 @@ def finished_parts(out_dir: str | os.PathLike) -> list[Path]:
     if not records:
         raise FileNotFoundError(f"no shard of {out_dir} has finished yet")
     n_chunks = max(r["n_chunks"] for r in records)
-    paths = [part_path(out_dir, k) for k in range(n_chunks)]
+    parts = part_store(out_dir)
+    paths = [parts.path(chunk_key(k)) for k in range(n_chunks)]
     missing = [k for k, p in enumerate(paths) if not p.is_file()]
     if missing:
         count = records[0]["n_shards"]

@@ -21,12 +21,13 @@ import json
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from dim_featurizer.config import ENCODING_VERSION, ModelConfig
 from dim_featurizer.errors import WeightsError
+from dim_featurizer.files import write_atomically, write_text
 from dim_featurizer.model import SiteNetEncoder, untrained_encoder
 
 CONFIG_NAME = "config.json"
@@ -54,10 +55,41 @@ class WeightsInfo:
     path: str | None = None
     revision: str | None = None
 
+    @property
+    def model_sha256(self) -> str | None:
+        """The sha256 of the ``model.safetensors`` the weights were loaded from (None for untrained weights)."""
+        return sha256(Path(self.path) / WEIGHTS_NAME) if self.path else None
 
-def weights_digest(info: WeightsInfo) -> str | None:
-    """The sha256 of the ``model.safetensors`` that ``info`` was loaded from (None for untrained weights)."""
-    return sha256(Path(info.path) / WEIGHTS_NAME) if info.path else None
+    def record(self, seed: int | None = None) -> dict[str, str | int | None]:
+        """Where the weights came from, as JSON-ready data for manifests, results and saved models.
+
+        Args:
+            seed: the untrained initialisation's seed (recorded for untrained weights only).
+
+        Returns:
+            ``{"name", "source", "revision", "model_sha256", "seed"}``.
+        """
+        return {
+            "name": self.name,
+            "source": self.source,
+            "revision": self.revision,
+            "model_sha256": self.model_sha256,
+            "seed": seed if self.source == UNTRAINED else None,
+        }
+
+    def __str__(self) -> str:
+        """One line for logs: ``'dim-mp2018-r2' (bundled)``, with the Hub revision when there is one."""
+        revision = f" @ {self.revision[:12]}" if self.revision else ""
+        return f"{self.name!r} ({self.source}{revision})"
+
+    def as_dict(self) -> dict[str, str | None]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str | None]) -> WeightsInfo:
+        """Build from :meth:`as_dict` output."""
+        return cls(**d)
 
 
 def bundled_root() -> Path:
@@ -91,7 +123,7 @@ def sha256(path: str | Path) -> str:
 
 
 def save_pretrained(encoder: SiteNetEncoder, directory: str | Path) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` for ``encoder`` into ``directory``.
+    """Write ``config.json`` and ``model.safetensors`` for ``encoder`` into ``directory``, each atomically.
 
     Returns:
         The directory.
@@ -99,11 +131,38 @@ def save_pretrained(encoder: SiteNetEncoder, directory: str | Path) -> Path:
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    encoder.config.to_json_file(directory / CONFIG_NAME)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    write_atomically(directory / WEIGHTS_NAME, lambda target: save_file(state, str(target), metadata={"format": "pt"}))
+    write_text(directory / CONFIG_NAME, encoder.config.to_json())
     return directory
+
+
+def register_weights(root: str | Path, name: str, default: bool = False) -> dict:
+    """Record the weights folder ``root/name`` in ``root``'s manifest (sha256 of each file, readout).
+
+    The manifest (``manifest.json``) is this module's format: ``{name: {"files": {filename: sha256},
+    "readout": ...}, "_default": name}``. The bundled weights are checked against it on every load.
+
+    Args:
+        root: the weights root (the repository's ``weights/``).
+        name: the folder to register.
+        default: make it the package default.
+
+    Returns:
+        The manifest as written.
+    """
+    root = Path(root)
+    path = root / MANIFEST_NAME
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    folder = root / name
+    manifest[name] = {
+        "files": {f: sha256(folder / f) for f in (CONFIG_NAME, WEIGHTS_NAME)},
+        "readout": ModelConfig.from_json_file(folder / CONFIG_NAME).readout,
+    }
+    if default:
+        manifest["_default"] = name
+    write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
 
 
 def load_pretrained(directory: str | Path) -> SiteNetEncoder:

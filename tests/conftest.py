@@ -1,7 +1,16 @@
-"""Shared fixtures: example crystals, real crystals from the shipped sample, the full data when present."""
+"""Shared fixtures (example crystals, real crystals from the shipped sample, the full data when present) and
+``run_python``, the one helper that runs a Python subprocess.
+
+Slow tests (wheel and venv builds, Dask clusters, tutorials, README blocks, subprocess kill and resume,
+benchmark scripts) are marked ``slow``: ``python -m pytest -m "not slow"`` is the fast inner loop; CI runs all.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +60,17 @@ def featurizer():
     from dim_featurizer import DeepInfoMaxFeaturizer
 
     return DeepInfoMaxFeaturizer(weights="untrained", device="cpu", pbar=False).fit()
+
+
+def run_python(
+    args: Sequence[str | os.PathLike],
+    cwd: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    python: str | os.PathLike | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``python args`` (this interpreter unless ``python``) and return it finished, with text stdout
+    and stderr captured. ``args`` may be ``["-c", code]``, ``["-m", module, ...]`` or a script and its
+    arguments."""
+    command = [str(python or sys.executable), *map(str, args)]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -13,7 +13,8 @@ from dim_featurizer.bench import report
 from dim_featurizer.bench.cli import main
 from dim_featurizer.bench.protocol import run_fits
 from dim_featurizer.bench.representations import cached_features, check_pretraining
-from dim_featurizer.bench.tasks import draw_subsets, load_task
+from dim_featurizer.bench.tasks import load_task
+from dim_featurizer.sampling import draw_subsets
 
 
 def test_draws_are_seeded_and_shared():
@@ -46,6 +47,7 @@ def test_feature_cache_is_resumable(tmp_path, real_structures, monkeypatch):
     np.testing.assert_array_equal(both.loc[first.index].to_numpy(), first.to_numpy())
 
 
+@pytest.mark.slow
 def test_parallel_cache_equals_serial(tmp_path, real_structures):
     structures = pd.Series(real_structures[:6], index=[f"s{i}" for i in range(6)])
     parallel = cached_features("magpie", structures, tmp_path / "a", chunk=2, pbar=False, n_jobs=2)
@@ -119,10 +121,9 @@ def test_fits_are_paired_and_reported(tmp_path):
     assert rows[2].endswith("| 1.00 |")
 
 
+@pytest.mark.slow
 def test_dim_bench_quick_run(tmp_path, sample_dir):
     args = [
-        "--protocol",
-        "v1",
         "--data-dir",
         str(sample_dir),
         "--tasks",
@@ -147,7 +148,7 @@ def test_dim_bench_quick_run(tmp_path, sample_dir):
     assert not (tmp_path / "out" / "fits.csv").exists() and len(list((tmp_path / "c").rglob("part-*.npz"))) >= 2
     assert main(args + ["--n-jobs", "1", "--no-progress", "--no-tsne"]) == 0
     fits = pd.read_csv(tmp_path / "out" / "fits.csv")
-    assert len(fits) == 2 * 2 * 2 and (fits["n_test"] == 40).all() and np.isfinite(fits["mae"]).all()
+    assert len(fits) == 2 * 2 * 3 and (fits["n_test"] == 40).all() and np.isfinite(fits["mae"]).all()
     assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["draws"] == 2
     assert (tmp_path / "out" / "box_phonons.png").is_file()
     assert "| model | budget | dim-untrained | magpie |" in (tmp_path / "out" / "tables.md").read_text()
@@ -182,7 +183,7 @@ def test_protocol_v2_scales_on_the_unlabelled_pool(tmp_path, sample_dir):
     x = standardise(features.to_numpy(), features.loc[pool.index].to_numpy())
     np.testing.assert_allclose(x[:60].mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(x[:60].std(0), 1, atol=1e-12)
-    v2 = run_fits("toy", {"f": features}, pool, test, "y", subsets, ("linear",), pbar=False, scaler="pool")
+    v2 = run_fits("toy", {"f": features}, pool, test, "y", subsets, ("linear",), pbar=False)
     by_hand = fit_one(x[:10], pool.y.to_numpy()[:10], x[60:], test.y.to_numpy(), "linear", 0, scale=False)
     assert v2["mae"].iloc[0] == pytest.approx(by_hand)
     subset_only = x.copy()

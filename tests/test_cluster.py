@@ -28,6 +28,7 @@ def frame(real_structures):
     return pd.DataFrame({"structure": [s.to_json() for s in real_structures], "n": range(len(ids))}, index=ids)
 
 
+@pytest.mark.slow
 def test_dataframe_on_two_workers_equals_one_process(client, frame, real_structures):
     import dask.dataframe as dd
 
@@ -47,6 +48,7 @@ def test_dataframe_on_two_workers_equals_one_process(client, frame, real_structu
     assert len(loads) == 2 and max(loads.values()) == 1 and sum(loads.values()) >= 1
 
 
+@pytest.mark.slow
 def test_bag_and_bad_entries(client, frame, real_structures):
     import dask.bag as db
     import dask.dataframe as dd
@@ -76,6 +78,7 @@ def test_partition_function_without_a_cluster(examples):
         featurize_dask(dd.from_pandas(pd.DataFrame({"x": [1]}), npartitions=1), column="cif")
 
 
+@pytest.mark.slow
 def test_n_jobs_inside_daemonic_dask_workers_falls_back_to_one_process(client, frame, real_structures):
     """Dask workers are daemonic and may not start encoding processes: n_jobs=2 must still work there."""
     import dask.dataframe as dd

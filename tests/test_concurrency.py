@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 WORKER = """
 import json, sys, time
@@ -31,6 +32,7 @@ print(json.dumps({"folder": folder.name, "ids": dataset.ids, "distances": float(
 """
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_caches(tmp_path):
     runs = [
         subprocess.Popen(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT
+import pytest
+from conftest import ROOT, run_python
 
 REFERENCE = re.compile(r"method\.md\s+§(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?")
 
@@ -36,13 +37,11 @@ def test_ci_runs_the_readme_test_command():
     assert blocks[1].strip() == ci
 
 
+@pytest.mark.slow
 def test_readme_python_runs_as_written(tmp_path):
-    import subprocess
-    import sys
-
     readme = (ROOT / "README.md").read_text()
     code = "\n".join(re.findall(r"```python\n(.*?)\n```", readme, flags=re.S))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    run = run_python(["-c", code], cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "(300, 130)" in run.stdout and "3-fold MAE:" in run.stdout
 
@@ -57,9 +56,11 @@ def test_readme_weights_section_matches_results_and_the_default_weights():
     from dim_featurizer.weights import WEIGHTS_NAME, bundled_root, default_weights, sha256
 
     readme = (ROOT / "README.md").read_text()
-    assert headline_markdown(pd.read_csv(ROOT / "results" / "summary.csv"), UNITS) in readme
+    headline = (ROOT / "results" / "headline.md").read_text().strip()
+    assert headline == headline_markdown(pd.read_csv(ROOT / "results" / "summary.csv"), UNITS)
+    assert headline in readme
     benchmarked = json.loads((ROOT / "results" / "run.json").read_text())["weights"]["dim"]
-    assert benchmarked["weights"] == default_weights(), "the default weights changed: rerun dim-bench"
+    assert benchmarked["name"] == default_weights(), "the default weights changed: rerun dim-bench"
     assert benchmarked["model_sha256"] == sha256(bundled_root() / default_weights() / WEIGHTS_NAME)
 
 

@@ -100,9 +100,9 @@ def test_encoding_processes_give_the_same_vectors(real_structures, oxidation):
     got = np.array(pooled.featurize_many(entries, ignore_errors=True, pbar=False))
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert np.isnan(got[20]).all() and not np.isnan(np.delete(got, 20, axis=0)).any()
-    pool = pooled._encoding_pool
+    runner = pooled.runner_
     np.testing.assert_allclose(pooled.transform(real_structures[:12]), expected[:12], atol=1e-6)
-    assert pooled._encoding_pool is pool and pool._executor is not None
+    assert pooled.runner_ is runner  # one runner, and with it one lasting pool of workers
 
 
 def test_device_auto_resolves(featurizer):

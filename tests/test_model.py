@@ -68,7 +68,7 @@ def test_global_gradient_never_reaches_local_encoder(batch):
 def test_config_round_trip(tmp_path):
     config = ModelConfig(global_dim=64, encoding=EncodingConfig(max_atoms=80, oxidation="guess"))
     assert ModelConfig.from_dict(json.loads(json.dumps(config.as_dict()))) == config
-    config.to_json_file(tmp_path / "c.json")
+    (tmp_path / "c.json").write_text(config.to_json())
     assert ModelConfig.from_json_file(tmp_path / "c.json") == config
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({**config.as_dict(), "heads": 4})
@@ -109,7 +109,7 @@ def test_strict_loading_extra_tensor(tmp_path):
 def test_strict_loading_wrong_shape(tmp_path):
     save_pretrained(untrained_encoder(), tmp_path)
     config = replace(SiteNetEncoder().config, global_dim=64)
-    config.to_json_file(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text(config.to_json())
     with pytest.raises(WeightsError, match="do not match"):
         load_pretrained(tmp_path)
 

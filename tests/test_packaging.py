@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_python
 
 CHECK = """
 import json, sys
@@ -45,6 +45,7 @@ def wheel(tmp_path_factory):
     return next(out.glob("dim_featurizer-*.whl"))
 
 
+@pytest.mark.slow
 def test_wheel_contents(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "dim_featurizer/bundled_weights/manifest.json" in names
@@ -80,6 +81,7 @@ def _venv_seeing_this_environment(env_dir):
     return python
 
 
+@pytest.mark.slow
 def test_bundled_weights_load_from_an_installed_wheel(wheel, tmp_path):
     python = _venv_seeing_this_environment(tmp_path / "venv")
     subprocess.run(
@@ -87,11 +89,12 @@ def test_bundled_weights_load_from_an_installed_wheel(wheel, tmp_path):
         check=True,
         capture_output=True,
     )
-    run = subprocess.run([str(python), "-c", CHECK], cwd=tmp_path, capture_output=True, text=True)
+    run = run_python(["-c", CHECK], cwd=tmp_path, python=python)
     assert run.returncode == 0, run.stderr[-3000:]
     assert '"n": 8' in run.stdout
 
 
+@pytest.mark.slow
 def test_importing_the_featuriser_stays_light():
     code = (
         "import sys, dim_featurizer.featurizer, dim_featurizer.cli\n"
@@ -100,6 +103,6 @@ def test_importing_the_featuriser_stays_light():
         "heavy = ('dim_featurizer.train', 'dim_featurizer.bench', 'matplotlib')\n"
         "print([m for m in sys.modules if m.startswith(heavy)])\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    run = run_python(["-c", code])
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]"

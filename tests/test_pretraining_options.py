@@ -81,26 +81,27 @@ def test_supercell_permutations_are_masked_when_they_change_nothing(sample, data
         assert bool(sample.valid[2, c]) == differs
 
 
-def test_reconstruction_trains_both_decoders_and_keeps_old_checkpoints_loadable(dataset, tmp_path):
+def test_reconstruction_trains_both_decoders_and_checkpoints_must_state_every_option(dataset, tmp_path):
     config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, reconstruction=1.0, local_weighting="distance")
     trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / "rec")
     assert hasattr(trainer.model, "local_decoder") and hasattr(trainer.model, "global_decoder")
     batch = np.arange(8)
-    losses = trainer._losses(trainer.model, batch, np.random.default_rng(0))
+    losses = trainer.losses(trainer.model, batch, np.random.default_rng(0))
     losses.reconstruction.backward()
     assert trainer.model.encoder.local.site_embed[0].weight.grad.abs().sum() > 0  # reaches the local encoder
     assert trainer.model.encoder.global_.mu.weight.grad.abs().sum() > 0
     trainer.fit(pbar=False)
     assert trainer.state["history"][0]["train_reconstruction"] > 0
-    plain = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2)
+    plain = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, reconstruction=0.0)
     assert not hasattr(build_setup(dataset, plain, EncodingConfig(), device="cpu").model, "local_decoder")
-    # A checkpoint written before these options existed resumes under their legacy values.
+    # A checkpoint that does not state every option is refused, naming the options it lacks.
     Trainer(build_setup(dataset, plain, EncodingConfig(), device="cpu"), tmp_path / "old").fit(max_steps=1, pbar=False)
     blob = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
     saved = {k: v for k, v in json.loads(blob["config"]).items() if k not in ("local_weighting", "reconstruction")}
     blob["config"] = json.dumps(saved)
     torch.save(blob, tmp_path / "old" / "checkpoint.pt")
-    Trainer(build_setup(dataset, plain, EncodingConfig(), device="cpu"), tmp_path / "old").load_checkpoint()
+    with pytest.raises(ValueError, match=r"other settings: \['local_weighting', 'reconstruction'\]"):
+        Trainer(build_setup(dataset, plain, EncodingConfig(), device="cpu"), tmp_path / "old").load_checkpoint()
 
 
 def test_linear_r2_sees_what_is_linearly_there():
@@ -118,9 +119,12 @@ def test_label_free_probes_on_real_crystals(dataset):
     assert 0 <= probes["active_dims"] <= probes["global_dim"] == 128
 
 
+@pytest.mark.slow
 def test_diagnose_and_probe_commands_on_the_sample(sample_dir, tmp_path):
     from dim_featurizer.train.cli import main
     from dim_featurizer.train.export import export_run
+
+    from dim_featurizer.bench.cli import main as bench_main
 
     data, split = str(sample_dir / "mp2018_e_form_gap.json.gz"), str(sample_dir / "mp2018_folds.json")
     common = [data, "--split", split, "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-sites", "300"]
@@ -130,7 +134,7 @@ def test_diagnose_and_probe_commands_on_the_sample(sample_dir, tmp_path):
     probes = json.loads((tmp_path / "run" / "diagnosis.json").read_text())["probes"]
     assert set(probes) == {"kept", "start", "untrained"}
     args = [*common, "--local-weighting", "distance", "--permutation", "supercell", "--budgets", "20", "--draws", "2"]
-    assert main(["probe", *args, "--models", "ridge"]) == 0
+    assert bench_main(["probe", *args, "--models", "ridge"]) == 0
     fits = pd.read_csv(tmp_path / "run" / "devprobe.csv")
     assert set(fits["encoder"]) == {"kept", "start", "untrained"} and np.isfinite(fits["mae"]).all()
     assert len(fits) == 3 * 2 * 2 * 1 * 2  # encoders x readouts x targets x budgets x draws

@@ -87,8 +87,8 @@ def test_fit_predict_learns_and_is_reproducible(labelled, fitted):
     history = pd.DataFrame(fitted.history_)
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert 1 <= fitted.best_epoch_ <= len(history) and fitted.n_train_ + fitted.n_validation_ == len(X)
-    encoded = fitted.featurizer_._encode_chunk(list(X))[0]  # the benchmark's path: test set encoded once
-    np.testing.assert_allclose(fitted._predict_encoded(encoded), predictions, rtol=1e-5)
+    encoded = fitted.runner_.encode(list(X))[0]  # the benchmark's path: test set encoded once
+    np.testing.assert_allclose(fitted.predict_encoded(encoded), predictions, rtol=1e-5)
     again = clone(fitted).fit(list(X), y.to_numpy())  # a list and an array work like a Series
     np.testing.assert_array_equal(again.predict(X), predictions)
     other_seed = DIMRegressor(seed=4, **TINY).fit(X, y)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
-from conftest import ROOT
+import pytest
+from conftest import ROOT, run_python
+
+pytestmark = pytest.mark.slow
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True)
+    return run_python([ROOT / "benchmarks" / script, *args])
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path, sample_dir):

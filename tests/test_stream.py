@@ -18,10 +18,24 @@ import pytest
 from dim_featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.cli import main
 from dim_featurizer.errors import FeaturizationError
-from dim_featurizer.readers import iter_entries, read_paths
-from dim_featurizer.stream import featurize_to_parts, finished_parts, merge_parts, parse_shard, part_path, read_parts
+from dim_featurizer.readers import iter_entries
+from dim_featurizer.stream import (
+    chunk_key,
+    featurize_to_parts,
+    finished_parts,
+    merge_parts,
+    parse_shard,
+    part_store,
+    read_parts,
+)
 
 UNTRAINED = ["--weights", "untrained", "--device", "cpu", "--no-progress"]
+
+
+def read_paths(inputs, column="structure", id_column=None) -> pd.Series:
+    """Every structure of the inputs, read now, as a Series indexed by id."""
+    entries = list(iter_entries(inputs, column, id_column))
+    return pd.Series([load() for _, load in entries], index=pd.Index([i for i, _ in entries], name="id"), dtype=object)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +113,7 @@ def test_crash_keeps_finished_parts_and_resume_never_redoes_them(tmp_path, frame
     assert_same_vectors(read_parts(out), reference)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tmp_path, frame_path, reference):
     """A real kill -9: every part on disk is whole, and the rerun finishes only the rest."""
     out = tmp_path / "out"
@@ -148,7 +163,9 @@ def test_bad_entries_are_named_or_kept_as_nan_rows(tmp_path, frame_path):
     out = tmp_path / "out"
     with pytest.raises(FeaturizationError, match=rf"chunk 1 \(entries 50-99\): cannot read {raw['index'][70]}"):
         featurize_to_parts([path], out, DeepInfoMaxFeaturizer(weights="untrained"), chunk_size=50, pbar=False)
-    assert part_path(out, 0).is_file() and not part_path(out, 1).exists()  # finished work is kept
+    assert (
+        part_store(out).done(chunk_key(0)) and not part_store(out).path(chunk_key(1)).exists()
+    )  # finished work is kept
     code = main([str(path), "--out-dir", str(out), "--chunk-size", "50", "--ignore-errors", *UNTRAINED])
     assert code == 0
     table = read_parts(out)

@@ -134,7 +134,7 @@ def test_loss_falls_on_a_tiny_real_subset(dataset, tmp_path):
 
     def fixed_loss():
         with torch.no_grad():
-            return trainer._losses(trainer.model, batch, step_rng(7, 7, 7)).total.item()
+            return trainer.losses(trainer.model, batch, step_rng(7, 7, 7)).total.item()
 
     before = fixed_loss()
     trainer.fit(max_steps=25, pbar=False)
@@ -146,6 +146,7 @@ def _strip_time(history):
     return [{k: v for k, v in row.items() if k not in ("seconds", "crystals_per_s")} for row in history]
 
 
+@pytest.mark.slow
 def test_resumed_run_reproduces_the_uninterrupted_one(dataset, tmp_path):
     whole = Trainer(build_setup(dataset, SMALL, EncodingConfig(), device="cpu"), tmp_path / "a")
     whole.fit(pbar=False)
@@ -185,7 +186,8 @@ def test_participation_ratio_counts_independent_directions():
 def test_false_sample_terms_recombine_into_the_validation_losses(dataset, tmp_path):
     from dim_featurizer.train.diagnose import GLOBAL_KINDS, LOCAL_KINDS, false_sample_terms
 
-    config = TrainConfig(**{**SMALL.__dict__, "batch_sites": 10_000})  # one validation batch
+    # One validation batch; the plain mean over pairs, which the diagnosis's per-pair terms recombine into.
+    config = TrainConfig(**{**SMALL.__dict__, "batch_sites": 10_000, "local_weighting": "uniform"})
     trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path)
     trainer.fit(max_steps=4, pbar=False)
     table, spread = false_sample_terms(trainer.setup)
@@ -274,6 +276,7 @@ def test_inputs_split_exclusions_and_cache(series, tmp_path, monkeypatch):
         cached_dataset(series.iloc[:10], EncodingConfig(max_atoms=40), tmp_path / "cache")
 
 
+@pytest.mark.slow
 def test_distributed_two_processes_gloo(series, tmp_path):
     from matminer.utils.io import store_dataframe_as_json
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
-from conftest import ROOT
+import pytest
+from conftest import ROOT, run_python
+
+pytestmark = pytest.mark.slow
 
 
 def _env_with_sample_data(sample_dir):
@@ -16,13 +18,7 @@ def _env_with_sample_data(sample_dir):
 
 def _run_tutorial(name: str, args: list[str], sample_dir) -> subprocess.CompletedProcess:
     """Run ``tutorials/<name>`` on the shipped sample; it must exit 0."""
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "tutorials" / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env_with_sample_data(sample_dir),
-    )
+    run = run_python([ROOT / "tutorials" / name, *args], env=_env_with_sample_data(sample_dir))
     assert run.returncode == 0, run.stderr[-3000:]
     return run
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import run_python
 
 from dim_featurizer import weights as W
 from dim_featurizer.errors import WeightsError
@@ -96,6 +95,7 @@ print(info.path)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offline", [True, False])
 def test_hub_code_path_against_a_local_cache(tmp_path, offline):
     encoder = untrained_encoder(seed=11)
@@ -107,28 +107,29 @@ def test_hub_code_path_against_a_local_cache(tmp_path, offline):
         env["HF_HUB_OFFLINE"] = "1"
     out = tmp_path / "state.pt"
     args = ["dimtest/site-net-dim", COMMIT, str(tmp_path / "cache"), str(out)]
-    run = subprocess.run([sys.executable, "-c", HUB_SCRIPT, *args], env=env, capture_output=True, text=True)
+    run = run_python(["-c", HUB_SCRIPT, *args], env=env)
     assert run.returncode == 0, run.stderr
     assert COMMIT in run.stdout
     state = torch.load(out, weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in encoder.state_dict().items())
     # A commit that is not in the cache is reported with every source tried.
     args[1] = "f" * 40
-    run = subprocess.run([sys.executable, "-c", HUB_SCRIPT, *args], env=env, capture_output=True, text=True)
+    run = run_python(["-c", HUB_SCRIPT, *args], env=env)
     assert run.returncode != 0 and "Hugging Face Hub:" in run.stderr and "bundled:" in run.stderr
     assert "is not in the Hub cache" in run.stderr  # said at once, not after the library's retries
     assert ("HF_HUB_OFFLINE is set" if offline else "cannot connect to http://127.0.0.1:9") in run.stderr
 
 
+@pytest.mark.slow
 def test_publish_fails_fast_with_the_reason(tmp_path):
     W.save_pretrained(untrained_encoder(), tmp_path / "w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
-    cmd = [sys.executable, "-m", "dim_featurizer.train.cli", "publish", str(tmp_path / "w"), "--repo-id", "a/b"]
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    cmd = ["-m", "dim_featurizer.train.cli", "publish", tmp_path / "w", "--repo-id", "a/b"]
+    run = run_python(cmd, env=env, timeout=120)
     assert run.returncode == 1 and "it lacks README.md" in run.stderr
     (tmp_path / "w" / "README.md").write_text("card\n")
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    run = run_python(cmd, env=env, timeout=120)
     assert run.returncode == 1 and "no Hub token" in run.stderr
-    run = subprocess.run(cmd, env=env | {"HF_TOKEN": "hf_x"}, capture_output=True, text=True, timeout=120)
+    run = run_python(cmd, env=env | {"HF_TOKEN": "hf_x"}, timeout=120)
     assert run.returncode == 1 and "cannot connect to http://127.0.0.1:9" in run.stderr, run.stderr[-2000:]

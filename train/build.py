@@ -17,6 +17,7 @@ from dim_featurizer.config import ModelConfig
 from dim_featurizer.devices import resolve_device
 from dim_featurizer.encoding import EncodingConfig
 from dim_featurizer.model import SiteNetEncoder
+from dim_featurizer.sampling import validation_split
 
 from .cache import EncodedDataset
 from .config import TrainConfig
@@ -32,13 +33,6 @@ VAL_STREAM = 1_000_003
 def step_rng(seed: int, epoch: int, step: int, rank: int = 0) -> np.random.Generator:
     """The generator of one step's draws."""
     return np.random.default_rng(np.random.SeedSequence([seed, epoch, step, rank]))
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, validation) index arrays over ``n`` crystals."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, VAL_STREAM])).permutation(n)
-    n_val = max(1, int(round(n * fraction)))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def epoch_batches(n_sites: np.ndarray, indices: np.ndarray, budget: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -130,7 +124,7 @@ def build_setup(
     dataset: EncodedDataset, config: TrainConfig, encoding: EncodingConfig, device: str = "auto", rank: int = 0
 ) -> RunSetup:
     """Split ``dataset``, build the seeded model for it and move it to ``device`` (``"auto"``: CUDA when present)."""
-    train_idx, val_idx = split_validation(len(dataset), config.val_fraction, config.seed)
+    train_idx, val_idx = validation_split(len(dataset), config.val_fraction, [config.seed, VAL_STREAM])
     model = build_model(model_config(dataset, train_idx, config, encoding), config)
     resolved = resolve_device(device, rank)
     return RunSetup(model.to(resolved), dataset, train_idx, val_idx, config, resolved)

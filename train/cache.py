@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from dim_featurizer.encoding import ENCODING_VERSION, EncodedCrystal, EncodingConfig, encode_many
+from dim_featurizer.encoding import ENCODING_VERSION, EncodedCrystal, EncodingConfig
+from dim_featurizer.pool import encode_many
 
 _ARRAYS = ("site_features", "distances", "image_of", "n_sites", "n_atoms")
 

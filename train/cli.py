@@ -3,42 +3,67 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 from dim_featurizer.encoding import EncodingConfig
+from dim_featurizer.files import write_csv, write_json
 
 from .config import TrainConfig
 
+#: One help line per TrainConfig option, with the section of docs/method.md that explains it.
+OPTION_HELP = {
+    "epochs": "most epochs (a run also stops at a validation plateau)",
+    "lr": "AdamW learning rate (method §3.7)",
+    "weight_decay": "AdamW weight decay (method §3.7)",
+    "batch_sites": "unique sites per batch (method §1.7)",
+    "val_fraction": "share of the training crystals held out for the validation loss (method §3.7)",
+    "seed": "seeds the split, batch order, every false sample and the noise",
+    "alpha": "weight of the Jensen-Shannon terms (method §3.3)",
+    "beta": "weight of the KL terms (method §3.3)",
+    "patience": "stop after this many epochs without a validation gain of --min-delta",
+    "min_delta": "the smallest validation-loss fall that counts as a gain",
+    "checkpoint_every": "steps between checkpoints within an epoch",
+    "grad_clip": "gradient-norm clip, 0 for none (method §3.7)",
+    "local_weighting": "local JS terms: 'distance' weights pairs by (d+1)^-2 per site, 'uniform' averages them "
+    "(method §3.2)",
+    "permutation": "global false permutation: over the 'supercell' atoms or among the primitive 'sites' (method §3.5)",
+    "reconstruction": "weight of the label-free reconstruction term, 0 for off (method §3.8)",
+    "local_sample": "a local sample is the 'neighbour' and a distance, or the 'pair' of atoms and a distance "
+    "(method §3.4)",
+    "amsgrad": "AdamW's amsgrad variant (method §3.7)",
+    "eps": "AdamW's eps (method §3.7)",
+}
 
-def _run_arguments(p: argparse.ArgumentParser) -> None:
-    """The data, run-folder and hyper-parameter arguments shared by ``fit`` and ``diagnose``."""
+
+def run_arguments(p: argparse.ArgumentParser) -> None:
+    """The data, run-folder and hyper-parameter arguments shared by ``fit`` and ``diagnose`` (and ``dim-bench
+    probe``); every TrainConfig field but ``model`` and ``amp`` is an option, defaulting to the shipped recipe."""
     p.add_argument("data", help="JSON frame, or folder/zip/tar of <id>.cif files (with --ids-csv)")
-    p.add_argument("--run-dir", required=True)
+    p.add_argument("--run-dir", required=True, help="the run folder (checkpoint, log, best/, run.json)")
     p.add_argument("--split", help="split file; only --subset ids are read")
-    p.add_argument("--subset", default="train")
+    p.add_argument("--subset", default="train", help="which ids of the split file are read")
     p.add_argument("--ids-csv", help="CSV whose first column lists the CIF ids")
-    p.add_argument("--cache-dir", default=".cache/dim-encodings")
-    p.add_argument("--limit", type=int, help="use only the first N ids")
+    p.add_argument("--cache-dir", default=".cache/dim-encodings", help="encoded-crystal cache")
+    p.add_argument("--limit", type=int, help="use only the first N ids (proxy runs)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--max-steps", type=int, help="stop after N steps (checkpointed, resumable)")
     p.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-atoms", type=int, default=EncodingConfig.max_atoms)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--max-atoms", type=int, default=EncodingConfig.max_atoms, help="supercell size (method §1.2)")
     p.add_argument("--only-other", action="store_true", help="ablation: only 'other' false samples (Fig. 11)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
         if f.name in ("model", "only_other", "amp"):
             continue
         flag, default = f"--{f.name.replace('_', '-')}", getattr(defaults, f.name)
         if isinstance(default, bool):
-            p.add_argument(flag, action="store_true")
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=OPTION_HELP[f.name])
         else:
-            p.add_argument(flag, type=type(default), default=default)
-    p.add_argument("--global-dim", type=int, help="D, the feature vector's length (default 128)")
+            p.add_argument(flag, type=type(default), default=default, help=OPTION_HELP[f.name])
+    p.add_argument("--global-dim", type=int, help="D, the length of μ_G (default 128; method §2)")
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
 
 
@@ -47,22 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dim-train", description="Deep InfoMax pretraining for dim_featurizer.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="pretrain an encoder (resumable)")
+    fit = sub.add_parser(
+        "fit", help="pretrain an encoder (resumable)", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     diagnose = sub.add_parser(
         "diagnose", help="JS terms per false-sample kind on a run's validation set (same arguments as fit)"
     )
-    probe = sub.add_parser(
-        "probe", help="development probe: labels of training-split ids only, MAE on crystals the run never saw"
-    )
-    for parser in (fit, diagnose, probe):
-        _run_arguments(parser)
-    probe.add_argument("--budgets", type=int, nargs="+", default=[100, 1000])
-    probe.add_argument("--draws", type=int, default=5)
-    probe.add_argument("--models", nargs="+", default=["ridge", "mlp"])
-    probe.add_argument("--n-score", type=int, default=2000, help="crystals to score on (training split, unseen)")
-    probe.add_argument(
-        "--encoders", nargs="+", default=["kept", "start", "untrained"], choices=["kept", "start", "untrained"]
-    )
+    for parser in (fit, diagnose):
+        run_arguments(parser)
 
     export = sub.add_parser("export", help="write a run's best encoder into a weights folder, with a model card")
     export.add_argument("run_dir")
@@ -81,26 +98,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`run.prepare_setup` (and :func:`run.pretrain`) from parsed
+    :func:`run_arguments`."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
+    model = {"global_dim": args.global_dim} if args.global_dim else {}
+    return dict(
+        config=TrainConfig(**values, amp=not args.no_amp, model=model),
+        encoding=EncodingConfig(max_atoms=args.max_atoms),
+        split=args.split,
+        subset=args.subset,
+        ids_csv=args.ids_csv,
+        cache_dir=args.cache_dir,
+        limit=args.limit,
+        n_jobs=args.n_jobs,
+        device=args.device,
+        pbar=not args.no_progress,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command in ("fit", "diagnose", "probe"):
+    if args.command in ("fit", "diagnose"):
         from .run import prepare_setup, pretrain
 
-        values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
-        model = {"global_dim": args.global_dim} if args.global_dim else {}
-        common = dict(
-            config=TrainConfig(**values, amp=not args.no_amp, model=model),
-            encoding=EncodingConfig(max_atoms=args.max_atoms),
-            split=args.split,
-            subset=args.subset,
-            ids_csv=args.ids_csv,
-            cache_dir=args.cache_dir,
-            limit=args.limit,
-            n_jobs=args.n_jobs,
-            device=args.device,
-            pbar=not args.no_progress,
-        )
+        common = run_options(args)
     if args.command == "diagnose":
         from .diagnose import CHANCE, false_sample_terms, permutation_copies
         from .probes import compare_encoders, probe_encoders, probes_markdown
@@ -111,14 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         table, spread = false_sample_terms(setup)
         copies = permutation_copies(setup)
         probes = compare_encoders(setup, probe_encoders(setup, run_dir))
-        table.to_csv(run_dir / "diagnosis.csv", index=False)
+        write_csv(run_dir / "diagnosis.csv", table)
         summary = {
             "after_epoch": state["epoch"],
             "participation_ratio": spread,
             "permutations": copies,
             "probes": probes,
         }
-        (run_dir / "diagnosis.json").write_text(json.dumps(summary, indent=2))
+        write_json(run_dir / "diagnosis.json", summary)
         print(f"after epoch {state['epoch']}: JS terms per sample kind (log 2 = {CHANCE:.3f} is chance)")
         print(table.to_string(index=False, float_format="%.4f"))
         print(f"false permutations of the validation crystals: {copies}")
@@ -127,41 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("label-free probes on the validation crystals (kept encoder, its initialisation, untrained control):")
         print(probes_markdown(probes))
-    elif args.command == "probe":
-        from .devprobe import dev_probe, dev_summary
-        from .probes import probe_encoders
-
-        if args.split is None:
-            raise SystemExit("dim-train probe: --split is required (labels are read for its training ids only)")
-        setup, _ = prepare_setup(args.data, **common)
-        run_dir = Path(args.run_dir)
-        encoders = {k: v for k, v in probe_encoders(setup, run_dir).items() if k in args.encoders}
-        fits = dev_probe(
-            encoders,
-            setup,
-            args.data,
-            args.split,
-            args.cache_dir,
-            budgets=args.budgets,
-            draws=args.draws,
-            models=args.models,
-            n_score=args.n_score,
-            n_jobs=args.n_jobs,
-        )
-        fits.to_csv(run_dir / "devprobe.csv", index=False)
-        table = dev_summary(fits)
-        record = {
-            "labels_read": sorted(fits["target"].unique()),
-            "label_ids": "training split only: subsets of the run's training ids, scored on unseen training-split ids",
-            "test_ids_read": 0,
-            "n_score": int(fits["n_score"].iloc[0]),
-            "draws": args.draws,
-            "budgets": args.budgets,
-            "medians": table.to_dict(orient="records"),
-        }
-        (run_dir / "devprobe.json").write_text(json.dumps(record, indent=2))
-        print(f"development probe: median MAE on {record['n_score']} unseen training-split crystals")
-        print(table.to_string(index=False, float_format="%.4f"))
     elif args.command == "fit":
         trainer = pretrain(args.data, args.run_dir, resume=args.resume, max_steps=args.max_steps, **common)
         state = trainer.state

@@ -11,18 +11,18 @@ import pandas as pd
 
 from dim_featurizer.config import ModelConfig
 from dim_featurizer.errors import one_line
+from dim_featurizer.files import write_text
 from dim_featurizer.weights import (
     CARD_NAME,
     CONFIG_NAME,
-    MANIFEST_NAME,
     WEIGHTS_NAME,
     hub_unreachable,
     load_pretrained,
+    register_weights,
     save_pretrained,
-    sha256,
 )
 
-from .config import LEGACY
+from .probes import probes_markdown
 
 
 def pretraining_record(run: dict[str, Any], best: dict, epochs: int, selection: dict | None = None) -> dict[str, Any]:
@@ -100,9 +100,6 @@ standardised feature vectors of the validation crystals: this encoder
 
 def probes_section(run_dir: Path) -> str:
     """The card's label-free probes (``diagnose``) and development probe (``probe``), or "" when neither ran."""
-    from .devprobe import dev_summary
-    from .probes import probes_markdown
-
     parts = []
     diagnosis = run_dir / "diagnosis.json"
     probes = json.loads(diagnosis.read_text()).get("probes") if diagnosis.is_file() else None
@@ -114,9 +111,9 @@ def probes_section(run_dir: Path) -> str:
             "and the package's untrained control; `active_dims` counts μ_G dimensions with "
             "var(μ_G) / E[σ²_G] > 0.1. No label is read.\n\n" + probes_markdown(probes) + "\n"
         )
-    if (run_dir / "devprobe.csv").is_file():
+    if (run_dir / "devprobe.json").is_file():
         record = json.loads((run_dir / "devprobe.json").read_text())
-        table = dev_summary(pd.read_csv(run_dir / "devprobe.csv"))
+        table = pd.DataFrame(record["medians"])
         rows = [
             "| target | model | labels | readout | " + " | ".join(table.columns[4:]) + " |",
             "|" + " --- |" * len(table.columns),
@@ -126,7 +123,7 @@ def probes_section(run_dir: Path) -> str:
             for r in table.itertuples(index=False)
         ]
         parts.append(
-            "## Development probe (`dim-train probe`)\n\n"
+            "## Development probe (`dim-bench probe`)\n\n"
             f"Median MAE over {record['draws']} seeded draws, fitted on labels of the run's training crystals and "
             f"measured on {record['n_score']} training-split crystals the encoder never trained on. Labels read "
             f"(to select or to evaluate these weights): {', '.join(record['labels_read'])} of training-split ids "
@@ -179,7 +176,7 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict,
     ablation = " (ablation: only 'other' false samples, paper Fig. 11)" if run["train_config"]["only_other"] else ""
     width = ModelConfig.from_dict(config).feature_width
     vector = "μ_G" if config["readout"] == "global_mu" else "the global encoder's mean-pooled layer (before μ_G)"
-    tc = {**LEGACY, **run["train_config"]}
+    tc = run["train_config"]
     return f"""---
 library_name: dim_featurizer
 license: mit
@@ -281,33 +278,30 @@ def export_run(
         The exported folder.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    encoder = load_pretrained(run_dir / "best")  # proves it loads strictly before anything is written
+    target = out_dir / name
+    log = pd.read_csv(run_dir / "log.csv")
+    if (run_dir / "best").is_dir():
+        encoder = load_pretrained(run_dir / "best")  # proves it loads strictly before anything is written
+        best = json.loads((run_dir / "best" / "training.json").read_text())
+        best = {"epoch": int(best["epoch"]), "val_total": float(best["val_total"])}
+    else:
+        # A finished run keeps no copy of its weights: re-export the folder exported before (cards, records).
+        encoder = load_pretrained(target)
+        epoch = int(encoder.config.pretraining["kept_epoch"])
+        best = {"epoch": epoch, "val_total": float(log.loc[log["epoch"] == epoch, "val_total"].iloc[0])}
     run = json.loads((run_dir / "run.json").read_text())
     run["name"] = name
-    log = pd.read_csv(run_dir / "log.csv")
-    best = json.loads((run_dir / "best" / "training.json").read_text())
-    best = {"epoch": int(best["epoch"]), "val_total": float(best["val_total"])}
     probe = run_dir / "devprobe.json"
     selection = json.loads(probe.read_text()) if probe.is_file() else None
     record = pretraining_record(run, best, len(log), selection)
     encoder.config = replace(encoder.config, pretraining=record, readout=readout or encoder.config.readout)
-    target = out_dir / name
     save_pretrained(encoder, target)
     from .plot import plot_curves
 
     plot_curves(run_dir / "log.csv", target / "loss_curves.png", title=name)
     notes = diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"]) + probes_section(run_dir)
-    card = model_card(run, log, encoder.config.as_dict(), best, notes)
-    (target / CARD_NAME).write_text(card)
-    manifest_path = out_dir / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    manifest[name] = {
-        "files": {f: sha256(target / f) for f in (CONFIG_NAME, WEIGHTS_NAME)},
-        "readout": encoder.config.readout,
-    }
-    if default:
-        manifest["_default"] = name
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text(target / CARD_NAME, model_card(run, log, encoder.config.as_dict(), best, notes))
+    register_weights(out_dir, name, default=default)
     return target
 
 

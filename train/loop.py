@@ -21,11 +21,11 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from dim_featurizer.files import write_atomically
+from dim_featurizer.files import write_atomically, write_json
 from dim_featurizer.weights import save_pretrained
 
 from .build import RunSetup, epoch_batches, step_rng
-from .config import LEGACY, TrainConfig
+from .config import TrainConfig
 from .objective import Losses
 
 __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
@@ -98,7 +98,7 @@ class Trainer:
     def load_checkpoint(self) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` (tensors only, no arbitrary pickle)."""
         blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        saved, current = {**LEGACY, **json.loads(blob["config"])}, asdict(self.config)
+        saved, current = json.loads(blob["config"]), asdict(self.config)
         # Only the epoch limit may change: raising it extends a finished run without changing any draw.
         changed = sorted(k for k in saved.keys() | current.keys() if k != "epochs" and saved.get(k) != current.get(k))
         if changed:
@@ -112,7 +112,9 @@ class Trainer:
         """The real batch of crystals ``indices`` with its false samples, and the noise generator."""
         return self.setup.sample(indices, rng)
 
-    def _losses(self, module, indices: np.ndarray, rng: np.random.Generator) -> Losses:
+    def losses(self, module: torch.nn.Module, indices: np.ndarray, rng: np.random.Generator) -> Losses:
+        """The losses of ``module`` (the model, or its distributed wrapper) on crystals ``indices`` and their
+        false samples drawn from ``rng``; bfloat16 autocast on CUDA when the config asks for it."""
         sample, generator = self.sample(indices, rng)
         use_amp = self.config.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -124,7 +126,7 @@ class Trainer:
         self.model.eval()
         sums = dict.fromkeys(LOSS_NAMES, 0.0)
         for batch, rng in self.setup.validation_batches():
-            losses = self._losses(self.model, batch, rng).as_floats()
+            losses = self.losses(self.model, batch, rng).as_floats()
             for k in LOSS_NAMES:
                 sums[k] += losses[k] * len(batch)
         self.model.train()
@@ -169,7 +171,7 @@ class Trainer:
                     total=per_rank, initial=self.state["step"], desc=f"epoch {epoch}", disable=not pbar or self.rank
                 )
                 for step in range(self.state["step"], per_rank):
-                    losses = self._losses(self.wrapped, mine[step], step_rng(cfg.seed, epoch, step, self.rank))
+                    losses = self.losses(self.wrapped, mine[step], step_rng(cfg.seed, epoch, step, self.rank))
                     self.optimizer.zero_grad(set_to_none=True)
                     losses.total.backward()
                     if cfg.grad_clip > 0:  # 0 or less: no clipping (the authors' code)
@@ -217,7 +219,7 @@ class Trainer:
             self.state["best_val"], self.state["best_epoch"] = val["total"], epoch
             if self.rank == 0:
                 save_pretrained(self.model.encoder, self.run_dir / "best")
-                (self.run_dir / "best" / "training.json").write_text(json.dumps(row, indent=2))
+                write_json(self.run_dir / "best" / "training.json", row)
         self.state.update(epoch=epoch + 1, step=0, sums={})
         if self.rank == 0:
             _write_log(self.state["history"], self.run_dir / "log.csv")

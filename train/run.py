@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -14,7 +13,8 @@ import pandas as pd
 import torch.distributed as dist
 
 from dim_featurizer.encoding import EncodingConfig
-from dim_featurizer.provenance import git_commit, hardware
+from dim_featurizer.files import write_json
+from dim_featurizer.provenance import run_record
 
 from .build import RunSetup, build_setup
 from .cache import cached_dataset
@@ -101,14 +101,22 @@ def prepare_setup(
             "train": len(setup.train_idx),
             "validation": len(setup.val_idx),
             "cache": str(cache),
-            "excluded_ids": dataset.excluded,
+            "excluded_ids": excluded_by_reason(dataset.excluded),
         },
         "train_config": asdict(config),
-        "commit": git_commit(Path(__file__).resolve().parent),
-        "hardware": hardware() + (f" x{dist.get_world_size()} processes" if dist.is_initialized() else ""),
-        "date": time.strftime("%Y-%m-%d"),
     }
+    info = run_record(**info)
+    if dist.is_initialized():
+        info["hardware"] += f" x{dist.get_world_size()} processes"
     return setup, info
+
+
+def excluded_by_reason(excluded: dict[str, str]) -> dict[str, str]:
+    """``{reason: "id id ..."}``: the excluded ids, sorted and space-joined per reason (compact in run.json)."""
+    groups: dict[str, list[str]] = {}
+    for key, reason in excluded.items():
+        groups.setdefault(reason, []).append(key)
+    return {reason: " ".join(sorted(ids)) for reason, ids in sorted(groups.items())}
 
 
 def prepare_run(source: str | Path | pd.DataFrame | pd.Series, run_dir: str | Path, **options: Any):
@@ -162,7 +170,7 @@ def pretrain(
     )
     info["epochs_done"] = state["epoch"]
     if trainer.rank == 0:
-        (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+        write_json(run_dir / "run.json", info)
         if state["history"]:
             from .plot import plot_curves
 

@@ -3,7 +3,7 @@
 For each task, budget and seeded draw, a :class:`DIMRegressor` is fitted on the drawn labelled
 crystals twice (``init="pretrained"`` and ``init="random"``, same draw, same seed) and scored on the
 whole test set. Every fit is stored on its own, so a killed run loses no finished fit.
-``dim-finetune-bench`` is the command-line face.
+``dim-bench finetune`` is the command-line face.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ import numpy as np
 import pandas as pd
 
 from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.provenance import machine
+from dim_featurizer.files import write_csv, write_json, write_text
+from dim_featurizer.provenance import run_record
 from dim_featurizer.readers import default_data_dir
 from dim_featurizer.regressor import DIMRegressor
+from dim_featurizer.sampling import draw_subsets
 
 from . import report
 from .representations import check_pretraining, weights_used
-from .run import BUDGETS, BenchmarkResult, _stderr
-from .tasks import TASKS, draw_subsets, load_task
+from .run import BUDGETS, BenchmarkResult, print_stderr
+from .tasks import TASKS, load_task
 
 #: Draws per budget (the issue's protocol: 10 up to 250 labels, 5 at 1,000).
 DRAWS = {50: 10, 100: 10, 250: 10, 1000: 5}
@@ -47,7 +49,7 @@ def run_finetune(
     device: str = "auto",
     max_epochs: int = 300,
     patience: int = 20,
-    log: Callable[[str], None] | None = _stderr,
+    log: Callable[[str], None] | None = print_stderr,
     report_only: bool = False,
 ) -> BenchmarkResult:
     """Fine-tune on every seeded draw from both initialisations and write the results.
@@ -109,13 +111,13 @@ def run_finetune(
                     missing.append(f"{name}/{init}/{budget}/{draw}")
                     continue
                 if test_crystals is None:
-                    test_crystals = featurizer._encode_chunk(list(task.test["structure"]))[0]
+                    test_crystals = featurizer.runner().encode(list(task.test["structure"]))[0]
                 model = DIMRegressor(weights=weights, init=init, seed=draw, device=device)
                 model.set_params(max_epochs=max_epochs, patience=patience)
                 labelled = task.pool.iloc[subsets[budget, draw]]
                 row = _one_fit(model, labelled["structure"], labelled[task.target], test_crystals, y_test)
                 row.update(task=name, representation=init, model="fine-tune", budget=budget, draw=draw)
-                report.write_atomic(pd.DataFrame([row]), part)
+                write_csv(part, pd.DataFrame([row]))
                 say(f"{name} {init} {budget} labels, draw {draw}: " + _timing(row, task.unit))
             rows.append(pd.read_csv(part, float_precision="round_trip"))
     fits = pd.concat(rows, ignore_index=True)
@@ -124,16 +126,14 @@ def run_finetune(
         report.write_report(fits, out, units, reference="pretrained")
         columns = ["fit_seconds", "epochs", "predict_seconds"]
         timing = fits.groupby(["task", "budget", "representation"])[columns].median().reset_index()
-        report.write_atomic(timing, out / "timing.csv")
+        write_csv(out / "timing.csv", timing)
         if set(inits) == set(INITS):
-            report.write_atomic(paired_statistics(fits), out / "paired.csv")
+            write_csv(out / "paired.csv", paired_statistics(fits))
             fixed = out.parent / "summary.csv"  # the representation benchmark's, beside results/finetune
             fixed_table = pd.read_csv(fixed) if fixed.is_file() else None
-            (out / "comparison.md").write_text(comparison_markdown(report.summary(fits), fits, fixed_table))
-        meta = {"settings": settings, "missing": missing, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-        medians = timing[["task", "budget", "representation", "fit_seconds"]]
-        meta["median_fit_seconds"] = medians.to_dict(orient="records")
-        (out / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+            write_text(out / "comparison.md", comparison_markdown(report.summary(fits), fits, fixed_table))
+        medians = timing[["task", "budget", "representation", "fit_seconds"]].to_dict(orient="records")
+        write_json(out / "run.json", run_record(settings=settings, missing=missing, median_fit_seconds=medians))
     say(
         f"{len(fits)} fine-tuning fits"
         + (f"; results in {out}" if out is not None else "")
@@ -212,7 +212,7 @@ def _one_fit(model: DIMRegressor, X: pd.Series, y: pd.Series, test_crystals: lis
     model.fit(X, y)
     fitted = time.perf_counter()
     good = np.array([c is not None for c in test_crystals])
-    predictions = model._predict_encoded([c for c in test_crystals if c is not None])
+    predictions = model.predict_encoded([c for c in test_crystals if c is not None])
     done = time.perf_counter()
     return {
         "mae": float(np.nanmean(np.abs(predictions - y_test[good]))),
@@ -222,30 +222,30 @@ def _one_fit(model: DIMRegressor, X: pd.Series, y: pd.Series, test_crystals: lis
         "best_epoch": model.best_epoch_,
         "fit_seconds": fitted - start,
         "predict_seconds": done - fitted,
-        "device": str(model.featurizer_.device_),
+        "device": str(model.runner_.device),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``dim-finetune-bench``: run :func:`run_finetune` from the command line; returns the exit status."""
-    p = argparse.ArgumentParser(prog="dim-finetune-bench", description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("results/finetune"))
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    p.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
+    """``dim-bench finetune``: run :func:`run_finetune` from the command line; returns the exit status."""
+    p = argparse.ArgumentParser(
+        prog="dim-bench finetune",
+        description="Fine-tuning benchmark (paper Fig. 7): pretrained against random start, paired draws.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("results/finetune"), help="folder for the results")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="benchmark tasks")
+    p.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS), help="labelled crystals per fit")
     p.add_argument("--draws", type=int, help="draws per budget for all budgets (default: 10, and 5 at 1,000)")
-    p.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS)
-    p.add_argument("--weights")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS, help="starting weights")
+    p.add_argument("--weights", help="the encoder's weights (default: the package default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws")
     p.add_argument("--test-limit", type=int, help="quick runs: only the first N test crystals")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--cache-dir", type=Path, default=Path(".cache/dim-bench"))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-epochs", type=int, default=300)
-    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--data-dir", type=Path, help="data folder (default: $DIM_DATA_DIR or ../shared/data)")
+    p.add_argument("--cache-dir", type=Path, default=Path(".cache/dim-bench"), help="stored fits (resumable)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--max-epochs", type=int, default=300, help="most epochs per fit")
+    p.add_argument("--patience", type=int, default=20, help="epochs without a better validation MAE before stopping")
     p.add_argument("--report-only", action="store_true", help="write the outputs from the stored fits only")
     run_finetune(**vars(p.parse_args(argv)))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

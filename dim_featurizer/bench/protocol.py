@@ -12,11 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-MODELS = ("linear", "mlp")
-#: Where the feature scaler is fitted: the labelled subset (protocol v1) or the unlabelled pool (v2).
-SCALERS = ("subset", "pool")
 #: Every model kind ``make_model`` knows; ``ridge`` is RidgeCV over a fixed grid of penalties.
-ALL_MODELS = ("linear", "ridge", "mlp")
+MODELS = ("linear", "ridge", "mlp")
 
 
 def make_model(kind: str, seed: int, scale: bool = True):
@@ -71,33 +68,22 @@ def run_fits(
     models: tuple[str, ...] = MODELS,
     n_jobs: int = 1,
     pbar: bool = True,
-    scaler: str = "subset",
 ) -> pd.DataFrame:
     """Every (representation, model, budget, draw) fit; one row each with the test MAE.
 
     The same subsets (pool positions) are used for every representation, so the comparisons are paired.
-
-    Args:
-        scaler: ``"subset"`` standardises each feature over the labelled subset
-            of each fit (protocol v1); ``"pool"`` over every crystal of
-            ``pool``, its labels unread (protocol v2), so a feature that is
-            non-zero in two labelled crystals is not blown up. With ``"pool"``,
-            ``pool`` must be the task's whole unlabelled pool.
+    Each feature is standardised over every crystal of ``pool`` (the task's whole unlabelled pool, its
+    labels unread), so a feature that is non-zero in two labelled crystals is not blown up.
     """
-    if scaler not in SCALERS:
-        raise ValueError(f"scaler must be one of {SCALERS}, got {scaler!r}")
     y_pool, y_test = pool[target].to_numpy(float), test[target].to_numpy(float)
     jobs, keys = [], []
     for rep, frame in features.items():
         x_pool, x_test = frame.loc[pool.index].to_numpy(), frame.loc[test.index].to_numpy()
-        if scaler == "pool":
-            x_pool, x_test = standardise(x_pool, x_pool), standardise(x_test, x_pool)
+        x_pool, x_test = standardise(x_pool, x_pool), standardise(x_test, x_pool)
         for (budget, draw), rows in subsets.items():
             for kind in models:
                 keys.append((task_name, rep, kind, budget, draw))
-                jobs.append(
-                    delayed(fit_one)(x_pool[rows], y_pool[rows], x_test, y_test, kind, draw, scaler == "subset")
-                )
+                jobs.append(delayed(fit_one)(x_pool[rows], y_pool[rows], x_test, y_test, kind, draw, False))
     results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
     maes = list(tqdm(results, total=len(jobs), desc=f"fits {task_name}", disable=not pbar))
     frame = pd.DataFrame(keys, columns=["task", "representation", "model", "budget", "draw"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dim_featurizer.files import write_atomically
+from dim_featurizer.files import write_csv, write_text
 
 KEYS = ["task", "model", "budget", "representation"]
 
@@ -153,8 +153,9 @@ def tsne_plot(vectors: dict[str, np.ndarray], labels: np.ndarray, out_png: str |
 
 
 def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], reference: str = "dim") -> None:
-    """Write ``fits.csv``, ``summary.csv``, ``win_rates.csv`` (when ``reference`` has peers), ``tables.md``
-    and one ``box_<task>.png`` per task into ``out``.
+    """Write ``fits.csv``, ``summary.csv``, ``win_rates.csv`` (when ``reference`` has peers), ``tables.md``,
+    ``headline.md`` (the README's summary, when the :data:`HEADLINE` columns ran) and one ``box_<task>.png``
+    per task into ``out``.
 
     Each file is written under a name of this process's own and renamed, so
     two runs writing the same folder never leave a mixed file.
@@ -165,20 +166,21 @@ def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], ref
     if reference in set(fits["representation"]) and fits["representation"].nunique() > 1:
         tables["win_rates.csv"] = win_rates(fits, reference)
     for name, frame in tables.items():
-        write_atomic(frame, out / name)
-    (out / "tables.md").write_text(results_markdown(fits, units, reference))
+        write_csv(out / name, frame)
+    write_text(out / "tables.md", results_markdown(fits, units, reference))
+    if set(HEADLINE) <= set(fits["representation"]):
+        write_text(out / "headline.md", headline_markdown(tables["summary.csv"], units) + "\n")
     box_plots(fits, out, units)
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as a CSV (no index), atomically."""
-    write_atomically(path, lambda p: frame.to_csv(p, index=False))
+#: The columns of the README's summary table.
+HEADLINE = ("dim", "dim-untrained", "magpie")
 
 
 def headline_markdown(
     table: pd.DataFrame,
     units: dict[str, str],
-    reps: tuple[str, ...] = ("dim", "dim-untrained", "magpie"),
+    reps: tuple[str, ...] = HEADLINE,
     budgets: tuple[int, ...] = (100, 1000),
 ) -> str:
     """A short Markdown table of median test MAE for a few representations and budgets (the README's summary).

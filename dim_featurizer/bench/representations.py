@@ -14,14 +14,13 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.files import write_atomically
+from dim_featurizer.parts import PartStore
 from dim_featurizer.weights import (
     CARD_NAME,
     UNTRAINED,
     bundled_names,
     default_weights,
     read_manifest,
-    weights_digest,
 )
 
 
@@ -99,11 +98,11 @@ def check_pretraining(featurizer: DeepInfoMaxFeaturizer, test_ids: list[str]) ->
     Raises:
         ValueError: naming the weights and what their record says (or lacks).
     """
-    featurizer.fit()
-    info = featurizer.weights_info_
+    runner = featurizer.runner()
+    info = runner.info
     if info.source == "untrained":
         return
-    record = featurizer.model_.config.pretraining
+    record = runner.model.config.pretraining
     if record is None:
         raise ValueError(f"weights {info.name!r} record no pretraining facts in their config.json; refusing them")
     if record.get("labels_read") != []:
@@ -122,27 +121,24 @@ def check_pretraining(featurizer: DeepInfoMaxFeaturizer, test_ids: list[str]) ->
 def representation_key(name: str, featurizer: object) -> str:
     """A cache key: the representation's name plus, for DIM, its parameters and weights file hash."""
     if isinstance(featurizer, DeepInfoMaxFeaturizer):
-        featurizer.fit()
-        weights = weights_digest(featurizer.weights_info_) or f"seed{featurizer.seed}"
+        weights = featurizer.runner().info.model_sha256 or f"seed{featurizer.seed}"
         params = json.dumps(featurizer.get_params(), sort_keys=True, default=str)
         return f"{name}-{hashlib.sha256((weights + params).encode()).hexdigest()[:12]}"
     return name
 
 
-def weights_used(featurizer: DeepInfoMaxFeaturizer) -> dict[str, str | None]:
-    """Which weights a DIM featuriser runs: name, source and the sha256 of ``model.safetensors`` (None: untrained)."""
-    featurizer.fit()
-    info = featurizer.weights_info_
-    return {"weights": info.name, "source": info.source, "model_sha256": weights_digest(info)}
+def weights_used(featurizer: DeepInfoMaxFeaturizer) -> dict[str, str | int | None]:
+    """Which weights a DIM featuriser runs (:meth:`WeightsInfo.record`: name, source, revision, sha256, seed)."""
+    return featurizer.runner().info.record(seed=featurizer.seed)
 
 
-def _featurize_chunk(name: str, structures: pd.Series, folder: Path) -> pd.DataFrame:
-    """Featurise one chunk (NaN rows for failures) and store it as its own part, atomically."""
+def _featurize_chunk(name: str, structures: pd.Series, parts: PartStore) -> pd.DataFrame:
+    """Featurise one chunk (NaN rows for failures) and store it as its own part, keyed by its ids."""
     rows = make_featurizer(name).featurize_many(list(structures), ignore_errors=True, pbar=False)
     ids = np.asarray(structures.index, dtype=str)
     features = np.asarray(rows, dtype=np.float64)
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-    write_atomically(folder / f"part-{digest}.npz", lambda p: np.savez(p, ids=ids, features=features))
+    parts.write(digest, lambda p: np.savez(p, ids=ids, features=features))
     return pd.DataFrame(features, index=ids)
 
 
@@ -151,10 +147,9 @@ def cached_features(
 ) -> pd.DataFrame:
     """Features of ``structures`` (indexed by id) for one representation, computing only what is missing.
 
-    Each chunk is written as its own ``.npz`` part (no pickle), named by a
-    hash of its ids, under a temporary name and renamed, so a killed run keeps
-    every finished chunk and parallel workers never collide. Failed rows are
-    NaN (never dropped).
+    Each chunk is stored as its own ``.npz`` part (no pickle) of a :class:`~dim_featurizer.parts.PartStore`,
+    named by a hash of its ids, so a killed run keeps every finished chunk and parallel workers never
+    collide. Failed rows are NaN (never dropped).
 
     Args:
         name: a key of :func:`representations`.
@@ -167,17 +162,16 @@ def cached_features(
     Returns:
         One row per structure, in the order of ``structures``.
     """
-    folder = Path(cache_dir) / representation_key(name, make_featurizer(name))
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = []
-    for part in sorted(folder.glob("part-*.npz")):
+    parts = PartStore(Path(cache_dir) / representation_key(name, make_featurizer(name)), ".npz")
+    stored = []
+    for part in parts.paths():
         with np.load(part, allow_pickle=False) as z:
-            parts.append(pd.DataFrame(z["features"], index=z["ids"]))
-    have = pd.concat(parts) if parts else pd.DataFrame()
+            stored.append(pd.DataFrame(z["features"], index=z["ids"]))
+    have = pd.concat(stored) if stored else pd.DataFrame()
     missing = structures[~structures.index.isin(have.index)]
     chunks = [missing.iloc[i : i + chunk] for i in range(0, len(missing), chunk)]
     done = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(_featurize_chunk)(name, part, folder) for part in chunks
+        delayed(_featurize_chunk)(name, part, parts) for part in chunks
     )
     new = list(tqdm(done, total=len(chunks), desc=name, disable=not pbar))
     have = pd.concat([have, *new])

@@ -5,27 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from dim_featurizer.provenance import machine
+from dim_featurizer.files import write_csv, write_json
+from dim_featurizer.provenance import run_record
 from dim_featurizer.readers import default_data_dir
+from dim_featurizer.sampling import draw_subsets
 
 from . import report
-from .protocol import run_fits
+from .protocol import MODELS, run_fits
 from .representations import cached_features, check_pretraining, make_featurizer, representation_key, weights_used
 from .representations import representations as all_representations
-from .tasks import TASKS, draw_subsets, load_task
+from .tasks import TASKS, load_task
 
 BUDGETS = (50, 100, 250, 1000)
-#: Each protocol's feature scaler and default models.
-PROTOCOLS = {"v1": ("subset", ("linear", "mlp")), "v2": ("pool", ("linear", "ridge", "mlp"))}
 
 
 @dataclass
@@ -43,7 +41,8 @@ class BenchmarkResult:
     out: Path | None
 
 
-def _stderr(message: str) -> None:
+def print_stderr(message: str) -> None:
+    """Print one log line on stderr (the harness's default ``log``)."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -72,8 +71,7 @@ def run_benchmark(
     report_only: bool = False,
     tsne: bool = True,
     pbar: bool = True,
-    log: Callable[[str], None] | None = _stderr,
-    protocol: str = "v2",
+    log: Callable[[str], None] | None = print_stderr,
 ) -> BenchmarkResult:
     """Featurise (cached), fit every seeded subset, and write the results, tables and plots.
 
@@ -83,7 +81,7 @@ def run_benchmark(
         tasks: any of ``e_form`` (eV/atom), ``gap`` (eV), ``phonons`` (cm⁻¹).
         representations: names from :func:`representations.representations`; None for all.
         models: ``linear`` (least squares), ``ridge`` (RidgeCV) and/or ``mlp`` (one 64-unit ReLU
-            layer); None for the protocol's own (v1: linear, mlp; v2: linear, ridge, mlp).
+            layer); None for all three.
         budgets: labelled training crystals per fit.
         draws: seeded draws per budget, shared by every representation (paired).
         test_limit: only the first N test crystals (quick looks; results use all).
@@ -96,9 +94,10 @@ def run_benchmark(
         tsne: draw the t-SNE of trained and untrained DIM test vectors.
         pbar: progress bars.
         log: called with one line per step (None for silence).
-        protocol: ``"v2"`` fits the feature scaler on the task's whole unlabelled
-            pool (which is then featurised in full); ``"v1"`` fits it on each
-            labelled subset, as the committed results of 2026-11 were made.
+
+    Each feature is standardised over the task's whole unlabelled pool (which is featurised in full;
+    its labels are never read). Protocol v1, which standardised over each labelled subset, is archived
+    in ``results/v1`` as data only.
 
     Returns:
         The :class:`BenchmarkResult`.
@@ -108,16 +107,13 @@ def run_benchmark(
             recorded pretraining read a label or a test id.
     """
     say = log or (lambda message: None)
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
-    scaler, default_models = PROTOCOLS[protocol]
-    models = list(models or default_models)
+    models = list(models or MODELS)
     reps = list(representations or all_representations())
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     cache_dir = Path(cache_dir)
-    key = [draws, list(budgets), seed, test_limit, models] + ([scaler] if scaler != "subset" else [])
+    key = [draws, list(budgets), seed, test_limit, models, "pool"]  # "pool": protocol v2's scaler
     settings = {
-        "protocol": protocol,
+        "protocol": "v2",
         "tasks": list(tasks),
         "representations": reps,
         "models": list(models),
@@ -137,11 +133,7 @@ def run_benchmark(
             if rep.startswith("dim"):
                 check_pretraining(make_featurizer(rep), [str(i) for i in task.test.index])
         subsets = draw_subsets(len(task.pool), list(budgets), draws, seed)
-        # v1 featurises the drawn crystals only; v2 the whole pool, which its scaler is fitted on.
-        used = np.unique(np.concatenate(list(subsets.values()))) if scaler == "subset" else np.arange(len(task.pool))
-        needed = pd.concat([task.pool["structure"].iloc[used], task.test["structure"]])
-        pool = task.pool.iloc[used]
-        remapped = {k: np.searchsorted(used, v) for k, v in subsets.items()}
+        needed = pd.concat([task.pool["structure"], task.test["structure"]])
         folder = cache_dir / task.source.split(".")[0]
         features = partial(cached_features, structures=needed, cache_dir=folder, pbar=pbar, n_jobs=n_jobs)
         for rep in reps:
@@ -159,10 +151,10 @@ def run_benchmark(
                 )
                 frame = features(rep)
                 fits = run_fits(
-                    name, {rep: frame}, pool, task.test, task.target, remapped, tuple(models), n_jobs, pbar, scaler
+                    name, {rep: frame}, task.pool, task.test, task.target, subsets, tuple(models), n_jobs, pbar
                 )
                 fits["failed_featurisations"] = int(frame.isna().all(axis=1).sum())
-                report.write_atomic(fits, part)
+                write_csv(part, fits)
             else:
                 say(f"{name}/{rep}: stored fits reused ({part.name})")
             all_fits.append(pd.read_csv(part, float_precision="round_trip"))
@@ -191,11 +183,4 @@ def _write_outputs(fits: pd.DataFrame, out: Path, units: dict, reps: list, missi
     """The report's tables and plots, and run.json (settings, the weights each DIM column used, the machine)."""
     report.write_report(fits, out, units)
     weights = {rep: weights_used(make_featurizer(rep)) for rep in reps if rep.startswith("dim")}
-    meta = {
-        "settings": settings,
-        "weights": weights,
-        "missing": missing,
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    (out / "run.json").write_text(json.dumps(meta, indent=2))
+    write_json(out / "run.json", run_record(settings=settings, weights=weights, missing=missing))

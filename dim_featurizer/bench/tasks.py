@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from dim_featurizer.readers import read_frame, read_split
@@ -84,13 +83,3 @@ def load_task(name: str, data_dir: str | Path, test_limit: int | None = None) ->
     if name == "phonons":
         return _phonons(data_dir, test_limit)
     raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
-
-
-def draw_subsets(pool_size: int, budgets: list[int], draws: int, seed: int = 0) -> dict[tuple[int, int], np.ndarray]:
-    """Seeded labelled subsets: ``{(budget, draw): pool positions}``, shared by every representation."""
-    out = {}
-    for budget in budgets:
-        for draw in range(draws):
-            rng = np.random.default_rng(np.random.SeedSequence([seed, budget, draw]))
-            out[budget, draw] = np.sort(rng.choice(pool_size, size=min(budget, pool_size), replace=False))
-    return out

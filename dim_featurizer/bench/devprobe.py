@@ -1,30 +1,34 @@
 """The development probe: do a run's features predict properties of training-split crystals it never saw?
 
-The only place where development reads property labels (docs/method.md §3.7),
+Beside the benchmark harness, the only other code that reads property labels (docs/method.md §3.7),
 and only labels of the split's training ids: labelled subsets are drawn
 from the run's training crystals, and the error is measured on crystals of
 the training split that the encoder never trained on (the run's validation
 crystals, plus training-split crystals left out of a proxy run). A test id
 is never read: asking for one is an error.
+
+``dim-bench probe`` is the command. It rebuilds the run's crystals and encoders with
+:mod:`dim_featurizer.train` (imported here, lazily; ``train`` never imports the harness).
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dim_featurizer.bench.protocol import fit_one
+from dim_featurizer.config import READOUTS
+from dim_featurizer.files import write_csv, write_json
 from dim_featurizer.model import SiteNetEncoder
 from dim_featurizer.readers import read_frame, read_split
+from dim_featurizer.sampling import draw_subsets
 
-from .cache import cached_dataset
-from .probes import collect
+from .protocol import fit_one
 
 TARGETS = ("e_form", "gap")
-READOUTS = ("global_mu", "pooled")
 
 
 def probe_ids(setup, split: str | Path, n_score: int = 2000, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -81,12 +85,11 @@ def dev_probe(
     """
     from joblib import Parallel, delayed
 
+    from dim_featurizer.train.cache import cached_dataset
+    from dim_featurizer.train.probes import collect
+
     pool_ids, score_ids = probe_ids(setup, split, n_score, seed)
-    subsets = {}
-    for budget in budgets:
-        for draw in range(draws):
-            rng = np.random.default_rng(np.random.SeedSequence([seed, budget, draw]))
-            subsets[budget, draw] = rng.choice(len(pool_ids), size=min(budget, len(pool_ids)), replace=False)
+    subsets = draw_subsets(len(pool_ids), budgets, draws, seed)
     labelled = sorted({pool_ids[i] for rows in subsets.values() for i in rows})
     wanted = labelled + score_ids
     train_ids = set(read_split(split)["train"])
@@ -127,3 +130,68 @@ def dev_summary(fits: pd.DataFrame) -> pd.DataFrame:
     """Median MAE per target, model, budget and readout, one column per encoder."""
     keys = ["target", "model", "budget", "readout"]
     return fits.pivot_table(index=keys, columns="encoder", values="mae", aggfunc="median").reset_index()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``dim-bench probe``: the run's data options (as ``dim-train fit``) and the probe's own."""
+    from dim_featurizer.train.cli import run_arguments
+
+    p = argparse.ArgumentParser(
+        prog="dim-bench probe",
+        description="Development probe: labels of training-split ids only, MAE on crystals the run never saw.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run_arguments(p)
+    p.add_argument("--budgets", type=int, nargs="+", default=[100, 1000], help="labelled crystals per fit")
+    p.add_argument("--draws", type=int, default=5, help="seeded draws per budget")
+    p.add_argument("--models", nargs="+", default=["ridge", "mlp"], help="regressors fitted on the features")
+    p.add_argument("--n-score", type=int, default=2000, help="crystals to score on (training split, unseen)")
+    p.add_argument(
+        "--encoders",
+        nargs="+",
+        default=["kept", "start", "untrained"],
+        choices=["kept", "start", "untrained"],
+        help="the run's kept encoder, its seeded initialisation, the package's untrained control",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the development probe of a run folder; writes ``devprobe.csv`` and ``devprobe.json`` there."""
+    from dim_featurizer.train.cli import run_options
+    from dim_featurizer.train.probes import probe_encoders
+    from dim_featurizer.train.run import prepare_setup
+
+    args = build_parser().parse_args(argv)
+    if args.split is None:
+        raise SystemExit("dim-bench probe: --split is required (labels are read for its training ids only)")
+    setup, _ = prepare_setup(args.data, **run_options(args))
+    run_dir = Path(args.run_dir)
+    encoders = {k: v for k, v in probe_encoders(setup, run_dir).items() if k in args.encoders}
+    fits = dev_probe(
+        encoders,
+        setup,
+        args.data,
+        args.split,
+        args.cache_dir,
+        budgets=args.budgets,
+        draws=args.draws,
+        models=args.models,
+        n_score=args.n_score,
+        n_jobs=args.n_jobs,
+    )
+    write_csv(run_dir / "devprobe.csv", fits)
+    table = dev_summary(fits)
+    record = {
+        "labels_read": sorted(fits["target"].unique()),
+        "label_ids": "training split only: subsets of the run's training ids, scored on unseen training-split ids",
+        "test_ids_read": 0,
+        "n_score": int(fits["n_score"].iloc[0]),
+        "draws": args.draws,
+        "budgets": args.budgets,
+        "medians": table.to_dict(orient="records"),
+    }
+    write_json(run_dir / "devprobe.json", record)
+    print(f"development probe: median MAE on {record['n_score']} unseen training-split crystals")
+    print(table.to_string(index=False, float_format="%.4f"))
+    return 0

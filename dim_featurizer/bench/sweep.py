@@ -1,15 +1,16 @@
-"""Proxy sweep of pretraining variants (issue: make pretraining pay), judged by probes, never by the test split.
+"""``dim-bench sweep``: proxy runs of pretraining variants, judged by probes, never by the test split.
 
 Each variant is a short run on the first 4,000 training-split crystals of
 mp2018 (8 epochs), then ``dim-train diagnose`` (label-free probes on its
-validation crystals) and ``dim-train probe`` (formation energy and band gap
+validation crystals) and ``dim-bench probe`` (formation energy and band gap
 labels of training-split crystals only; MAE on 2,000 training-split crystals
 the proxy never saw). Resumable: a variant whose outputs exist is skipped,
-and a killed fit resumes from its checkpoint.
+and a killed fit resumes from its checkpoint. Each variant's folder is
+``<runs-dir>/<variant>``.
 
-    python runs/proxy-sweep/sweep.py --shard 0/2 &   # two at once, one thread each
-    python runs/proxy-sweep/sweep.py --shard 1/2 &
-    python runs/proxy-sweep/sweep.py --table         # writes variants.md from what has finished
+    dim-bench sweep --shard 0/2 &   # two at once, one thread each
+    dim-bench sweep --shard 1/2 &
+    dim-bench sweep --table         # writes variants.md from what has finished
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-DATA = Path(os.environ.get("DIM_DATA_DIR", HERE.parents[2] / "shared" / "data"))
+from dim_featurizer.config import READOUTS
+from dim_featurizer.files import write_text
+from dim_featurizer.readers import default_data_dir
+
+#: Where the sweep's run folders and variants.md live, by default.
+RUNS = Path("runs/proxy-sweep")
 PROXY = ["--limit", "4000", "--epochs", "8", "--patience", "100"]
+#: The first runs' objective and optimiser, stated in full: every variant starts from it.
+BASELINE = ["--local-weighting", "uniform", "--permutation", "sites", "--reconstruction", "0"]
+BASELINE += ["--lr", "8.12e-4", "--weight-decay", "0.01", "--grad-clip", "5", "--no-amsgrad", "--eps", "1e-8"]
 DISTANCE_SUPERCELL = ["--local-weighting", "distance", "--permutation", "supercell"]
 REFERENCE_OPTIMISER = ["--lr", "1e-4", "--amsgrad", "--eps", "1e-7", "--weight-decay", "1e-4", "--grad-clip", "0"]
 VARIANTS = {
@@ -44,51 +52,53 @@ VARIANTS = {
 }
 
 
-def dim_train(*args: str) -> None:
+def _command(module: str, *args: str) -> None:
+    """Run ``python -m module args`` with one thread (two variants share the two cores)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "dim_featurizer.train.cli", *args], check=True, env=env)
+    subprocess.run([sys.executable, "-m", module, *args], check=True, env=env)
 
 
-def run_variant(name: str, options: list[str]) -> None:
-    run_dir = HERE / name
-    common = [str(DATA / "mp2018_e_form_gap.json.gz"), "--split", str(DATA / "mp2018_folds.json")]
-    common += ["--run-dir", str(run_dir), "--no-progress", *PROXY, *options]
+def run_variant(name: str, options: list[str], runs: Path = RUNS, data: Path | None = None) -> None:
+    """Fit, diagnose and probe one variant (each step skipped when its output exists)."""
+    run_dir, data = runs / name, Path(data or default_data_dir())
+    common = [str(data / "mp2018_e_form_gap.json.gz"), "--split", str(data / "mp2018_folds.json")]
+    common += ["--run-dir", str(run_dir), "--no-progress", *PROXY, *BASELINE, *options]
     if not (run_dir / "run.json").is_file() or json.loads((run_dir / "run.json").read_text())["epochs_done"] < 8:
-        dim_train("fit", *common, "--resume")
+        _command("dim_featurizer.train.cli", "fit", *common, "--resume")
     if not (run_dir / "diagnosis.json").is_file():
-        dim_train("diagnose", *common)
+        _command("dim_featurizer.train.cli", "diagnose", *common)
     if not (run_dir / "devprobe.csv").is_file():
         encoders = ["kept", "start", "untrained"] if name == "v0-baseline" else ["kept"]
-        dim_train("probe", *common, "--draws", "3", "--encoders", *encoders)
+        _command("dim_featurizer.bench.cli", "probe", *common, "--draws", "3", "--encoders", *encoders)
 
 
-def scores() -> str:
+def scores(runs: Path = RUNS) -> str:
     """Per variant and readout: geometric mean over the 8 development-probe cells (2 targets x 2 models x
     100 and 1,000 labels) of its median MAE divided by the untrained control's, and in how many cells it wins."""
     keys = ["target", "model", "budget", "readout"]
-    base = pd.read_csv(HERE / "v0-baseline" / "devprobe.csv")
+    base = pd.read_csv(runs / "v0-baseline" / "devprobe.csv")
     control = base[base["encoder"] == "untrained"].groupby(keys)["mae"].median()
     lines = [
         "| variant | μ_G: MAE / untrained (wins of 8) | pooled: MAE / untrained (wins of 8) |",
         "| --- | --- | --- |",
     ]
     for name in VARIANTS:
-        if not (HERE / name / "devprobe.csv").is_file():
+        if not (runs / name / "devprobe.csv").is_file():
             continue
-        fits = pd.read_csv(HERE / name / "devprobe.csv")
+        fits = pd.read_csv(runs / name / "devprobe.csv")
         ratio = fits[fits["encoder"] == "kept"].groupby(keys)["mae"].median() / control
-        cells = [ratio.xs(r, level="readout") for r in ("global_mu", "pooled")]
+        cells = [ratio.xs(r, level="readout") for r in READOUTS]
         lines.append(
             f"| {name} | " + " | ".join(f"{np.exp(np.log(c).mean()):.3f} ({int((c < 1).sum())})" for c in cells) + " |"
         )
     return "\n".join(lines) + "\n"
 
 
-def table(budget: int = 1000, with_probes: bool = True) -> str:
+def table(budget: int = 1000, with_probes: bool = True, runs: Path = RUNS) -> str:
     """One row per finished variant: label-free probes, then development-probe medians (eV/atom, eV)."""
     rows = []
     for name in VARIANTS:
-        run_dir = HERE / name
+        run_dir = runs / name
         if not (run_dir / "devprobe.csv").is_file():
             continue
         probes = json.loads((run_dir / "diagnosis.json").read_text())["probes"]
@@ -108,7 +118,7 @@ def table(budget: int = 1000, with_probes: bool = True) -> str:
                     "active μ_G dims": f"{p['active_dims']}/{p['global_dim']}",
                 }
             for target in ("e_form", "gap"):
-                for readout in ("global_mu", "pooled"):
+                for readout in READOUTS:
                     cells = [f"{medians[encoder, target, m, budget, readout]:.3f}" for m in ("ridge", "mlp")]
                     row[f"{target} @{budget} {readout} ridge / MLP"] = " / ".join(cells)
             rows.append(row)
@@ -117,23 +127,35 @@ def table(budget: int = 1000, with_probes: bool = True) -> str:
     return header + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)) + "\n"
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    """Run the sweep's variants (or write its table); returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="dim-bench sweep",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--runs-dir", type=Path, default=RUNS, help="folder of the variants' run folders")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="data folder (default: $DIM_DATA_DIR or ../shared/data)"
+    )
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th variant starting at i")
     parser.add_argument("--only", nargs="+", help="run these variants only")
     parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    runs = args.runs_dir
     if args.table:
-        (HERE / "variants.md").write_text(
+        write_text(
+            runs / "variants.md",
             "Label-free probes and development-probe medians at 1,000 labels:\n\n"
-            + table(1000)
+            + table(1000, runs=runs)
             + "\nDevelopment-probe medians at 100 labels:\n\n"
-            + table(100, with_probes=False)
+            + table(100, with_probes=False, runs=runs)
             + "\nSummary against the untrained control (below 1: better than untrained):\n\n"
-            + scores()
+            + scores(runs),
         )
-        print((HERE / "variants.md").read_text())
-    else:
-        i, n = map(int, args.shard.split("/"))
-        for name in args.only or list(VARIANTS)[i::n]:
-            run_variant(name, VARIANTS[name])
+        print((runs / "variants.md").read_text())
+        return 0
+    i, n = map(int, args.shard.split("/"))
+    for name in args.only or list(VARIANTS)[i::n]:
+        run_variant(name, VARIANTS[name], runs, args.data_dir)
+    return 0
