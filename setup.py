@@ -51,6 +51,7 @@ setup(
     ],
     extras_require={
         "dask": ["dask[dataframe,distributed]>=2024.1"],
+        "ase": ["ase>=3.22"],
         "train": ["matplotlib>=3.6"],
         "bench": ["matplotlib>=3.6", "joblib>=1.2", "psutil>=5.9"],
         "test": [
@@ -60,6 +61,7 @@ setup(
             "joblib>=1.2",
             "ruff>=0.5",
             "dask[dataframe,distributed]>=2024.1",
+            "ase>=3.22",
         ],
     },
     entry_points={

@@ -23,6 +23,7 @@ _EXPORTS = {
     "save_pretrained": "dim_featurizer.weights",
     "load_pretrained": "dim_featurizer.weights",
     "example_structures": "dim_featurizer.examples",
+    "supported_elements": "dim_featurizer.elements",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

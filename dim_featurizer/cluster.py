@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.readers import structure_from_value
+from dim_featurizer.readers import Entry, structure_from_value
 from dim_featurizer.stream import featurize_entries
 
 _FEATURIZERS: dict[str, DeepInfoMaxFeaturizer] = {}
@@ -58,8 +58,8 @@ def featurize_partition(
         FeaturizationError: without ``ignore_errors``, the first bad entry, named by its index label.
     """
     values = part[column] if isinstance(part, pd.DataFrame) else pd.Series(part, dtype=object)
-    entries = [(str(key), partial(structure_from_value, value)) for key, value in values.items()]
-    table = featurize_entries(worker_featurizer(params), entries, ignore_errors)
+    entries = [Entry(str(key), partial(structure_from_value, value)) for key, value in values.items()]
+    table = featurize_entries(worker_featurizer(params), entries, ignore_errors).drop(columns="formula")
     table.index = values.index
     return table if ignore_errors else table.drop(columns="error")
 
@@ -86,7 +86,10 @@ def featurize_dask(
     Returns:
         A Dask DataFrame of the D features on the input's index and divisions, or a Bag of rows.
     """
-    import dask.bag
+    try:
+        import dask.bag
+    except ImportError as e:
+        raise ImportError("featurize_dask needs Dask: pip install 'dim_featurizer[dask]'") from e
 
     featurizer = featurizer if featurizer is not None else DeepInfoMaxFeaturizer()
     params = {**featurizer.get_params(), "pbar": False}

@@ -55,6 +55,8 @@ class ModelConfig:
             with the same readout.
         max_pairs: rows are processed in chunks of at most this many
             (site, neighbour) pairs, bounding memory; results do not depend on it.
+        weights_sha256: the sha256 of the folder's ``model.safetensors``, written by
+            ``weights.save_pretrained`` and checked on every load (None in memory only).
     """
 
     n_site_features: int = 9
@@ -71,6 +73,7 @@ class ModelConfig:
     pretraining: dict[str, Any] | None = None
     readout: str = "global_mu"
     max_pairs: int = 262_144
+    weights_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.readout not in READOUTS:

@@ -90,6 +90,17 @@ def supported_atomic_numbers() -> np.ndarray:
     return np.flatnonzero(np.isfinite(element_table()).all(axis=1))
 
 
+def supported_elements() -> list[str]:
+    """The element symbols a structure may contain, in order of atomic number: those with every site feature.
+
+    Returns:
+        e.g. ``["H", "He", "Li", ...]``; a structure with any other element is refused, naming it.
+    """
+    from pymatgen.core import Element
+
+    return [Element.from_Z(int(z)).symbol for z in supported_atomic_numbers()]
+
+
 def missing_properties(z: int) -> list[str]:
     """Return the names of the properties element ``z`` lacks (empty when supported)."""
     if not 0 < z <= MAX_Z:

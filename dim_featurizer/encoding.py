@@ -156,7 +156,10 @@ def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         missing = ", ".join(missing_properties(int(z[i])))
-        raise UnsupportedElementError(f"site {i}: {species[i]} has no value for {missing} in the site-feature tables")
+        raise UnsupportedElementError(
+            f"site {i}: {species[i]} is not supported: the site-feature tables have no {missing} for it "
+            "(dim_featurizer.supported_elements() lists the elements that are)"
+        )
     oxidation = _oxidation_states(species, config.oxidation)
     formula = structure.composition.reduced_formula if oxidation is None else None
     cell = Cell(lattice, frac, z, oxidation, formula)

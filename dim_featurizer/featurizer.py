@@ -166,8 +166,11 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         return self._rows(check_entries(entries), keys, ignore_errors, return_errors, pbar)
 
     def featurize_dataframe(self, df: pd.DataFrame, col_id: str | list[str], *args: Any, **kwargs: Any) -> pd.DataFrame:
-        """matminer's ``featurize_dataframe``; error messages name each bad row by its index label too."""
+        """matminer's ``featurize_dataframe``; error messages name each bad row by its index label too, and the
+        progress bar follows the featuriser's ``pbar`` unless ``pbar=`` is given."""
         token = _ENTRY_IDS.set(df.index)
+        if len(args) < 5:  # matminer's pbar is its 5th option after col_id: follow the featuriser's own
+            kwargs.setdefault("pbar", self.pbar)
         try:
             return super().featurize_dataframe(df, col_id, *args, **kwargs)
         finally:

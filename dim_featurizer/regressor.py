@@ -79,6 +79,8 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         ignore_errors: ``predict`` gives NaN for a structure it cannot encode instead of raising.
             ``fit`` always refuses one, naming it.
         pbar: progress bars while predicting.
+        verbose: 0 is silent; 1 prints one line per epoch while fitting (epoch, training loss, validation
+            MAE in the target's unit, seconds), scikit-learn's convention.
 
     Learned state: ``net_`` (encoder and head), ``runner_`` (the inference core running it), ``y_mean_``, ``y_scale_``,
     ``history_`` (one dict per epoch), ``best_epoch_``, ``n_train_``, ``n_validation_``.
@@ -107,6 +109,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         n_jobs: int = 1,
         pbar: bool = False,
         cache_dir: str | os.PathLike | None = None,
+        verbose: int = 0,
     ) -> None:
         self.weights, self.revision, self.init, self.readout, self.device = weights, revision, init, readout, device
         self.batch_sites, self.max_epochs, self.patience = batch_sites, max_epochs, patience
@@ -114,6 +117,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         self.weight_decay, self.loss, self.seed, self.n_jobs = weight_decay, loss, seed, n_jobs
         self.ignore_errors, self.pbar, self.cache_dir = ignore_errors, pbar, cache_dir
         self.max_atoms, self.oxidation, self.max_sites = max_atoms, oxidation, max_sites
+        self.verbose = verbose
 
     # -- scikit-learn API ------------------------------------------------------
     def fit(self, X: Any, y: Any) -> DIMRegressor:
@@ -163,6 +167,33 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         vectors = self.runner_.forward(encoded, [None] * len(encoded), self.net_)
         return np.array([np.nan if v is None else v[0] for v in vectors]) * self.y_scale_ + self.y_mean_
+
+    def plot_history(self, ax: Any = None) -> Any:
+        """Plot the training loss and the validation MAE by epoch, marking the kept epoch.
+
+        Args:
+            ax: a matplotlib Axes (None: a new figure).
+
+        Returns:
+            The Axes (validation MAE on the left axis, in the target's unit; training loss, on the
+            standardised target, on a twin axis).
+        """
+        check_is_fitted(self, "net_")
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise ImportError("plot_history needs matplotlib: pip install 'dim_featurizer[bench]'") from e
+        ax = ax if ax is not None else plt.subplots(figsize=(6, 4))[1]
+        epochs = [row["epoch"] for row in self.history_]
+        ax.plot(epochs, [row["val_mae"] for row in self.history_], "o-", ms=3, label="validation MAE")
+        ax.axvline(self.best_epoch_, color="grey", ls=":", label=f"kept epoch {self.best_epoch_}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation MAE")
+        twin = ax.twinx()
+        twin.plot(epochs, [row["train_loss"] for row in self.history_], "s--", ms=3, color="C1", label="training loss")
+        twin.set_ylabel("training loss (standardised)")
+        ax.legend(loc="upper right")
+        return ax
 
     # -- persistence ------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:
@@ -262,6 +293,13 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
                     "seconds": time.perf_counter() - start,
                 }
             )
+            if self.verbose:
+                row = history[-1]
+                print(
+                    f"epoch {epoch}/{self.max_epochs}: training loss {row['train_loss']:.4f}, "
+                    f"validation MAE {val_mae:.4g}, {row['seconds']:.1f} s" + (" (best)" if val_mae < best else ""),
+                    flush=True,
+                )
             if val_mae < best:
                 best, best_epoch, best_state = val_mae, epoch, _state(net)
             elif epoch - best_epoch >= self.patience:

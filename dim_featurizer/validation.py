@@ -45,15 +45,23 @@ def entry_keys(entries: Any) -> pd.Index | None:
 
 
 def check_targets(y: Any, n: int, keys: pd.Index | None = None) -> np.ndarray:
-    """``y`` as a float array of length ``n``.
+    """``y`` as a float array of length ``n``, in the order of the structures.
+
+    A pandas ``y`` whose index holds the same ids as the structures' (``keys``) in another order is aligned
+    to them by id, with a warning; positions are used only when either side has no ids.
 
     Raises:
-        ValueError: a length other than ``n``, fewer than 2 values, or a missing or infinite value
-            (named by position and id).
+        ValueError: more than one target per structure, a length other than ``n``, ids that differ from
+            the structures', fewer than 2 values, or a missing or infinite value (named by position and id).
     """
+    shape = np.shape(y)
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        raise ValueError(f"y must hold one target per structure (1-D, or one column), got shape {shape}")
+    if (len(shape) and shape[0]) != n:
+        raise ValueError(f"X has {n} structures but y has {shape[0] if shape else 0} values")
+    if isinstance(y, (pd.Series, pd.DataFrame)) and keys is not None and not y.index.equals(keys):
+        y = _aligned(y, keys)
     target = np.asarray(y, dtype=np.float64).ravel()
-    if len(target) != n:
-        raise ValueError(f"X has {n} structures but y has {len(target)} values")
     if n < 2:
         raise ValueError(f"fine-tuning needs at least 2 labelled structures, got {n}")
     bad = np.flatnonzero(~np.isfinite(target))
@@ -62,6 +70,20 @@ def check_targets(y: Any, n: int, keys: pd.Index | None = None) -> np.ndarray:
         label = f" (id {keys[i]!r})" if keys is not None else ""
         raise ValueError(f"y entry {i}{label} is {target[i]}: every target must be finite ({len(bad)} are not)")
     return target
+
+
+def _aligned(y: pd.Series | pd.DataFrame, keys: pd.Index) -> pd.Series | pd.DataFrame:
+    """``y`` in the order of ``keys`` when it holds exactly their ids; ValueError naming an id otherwise."""
+    import warnings
+
+    if y.index.has_duplicates or set(y.index) != set(keys):
+        missing = next((k for k in keys if k not in set(y.index)), None)
+        raise ValueError(
+            f"y's index does not hold the structures' ids (e.g. {missing!r} is missing, or ids repeat): "
+            "align them, or pass y.to_numpy() to match by position"
+        )
+    warnings.warn("y's index is in another order than the structures': y was aligned to them by id", stacklevel=3)
+    return y.loc[keys]
 
 
 def name_errors(

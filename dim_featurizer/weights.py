@@ -16,12 +16,13 @@ Sources, tried in this order for a name:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -97,9 +98,9 @@ def bundled_root() -> Path:
     return Path(str(resources.files("dim_featurizer.bundled_weights")))
 
 
-def read_manifest() -> dict:
-    """Return the bundled manifest: ``{name: {"files": {filename: sha256}, ...}}``."""
-    path = bundled_root() / MANIFEST_NAME
+def read_manifest(root: str | Path | None = None) -> dict:
+    """Return a weights root's manifest (default: the bundled one): ``{name: {"files": {filename: sha256}, ...}}``."""
+    path = Path(root or bundled_root()) / MANIFEST_NAME
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -133,7 +134,8 @@ def save_pretrained(encoder: SiteNetEncoder, directory: str | Path) -> Path:
     directory = Path(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     write_atomically(directory / WEIGHTS_NAME, lambda target: save_file(state, str(target), metadata={"format": "pt"}))
-    write_text(directory / CONFIG_NAME, encoder.config.to_json())
+    config = replace(encoder.config, weights_sha256=sha256(directory / WEIGHTS_NAME))
+    write_text(directory / CONFIG_NAME, config.to_json())
     return directory
 
 
@@ -165,11 +167,15 @@ def register_weights(root: str | Path, name: str, default: bool = False) -> dict
     return manifest
 
 
-def load_pretrained(directory: str | Path) -> SiteNetEncoder:
-    """Load a weights folder strictly: a missing, extra or mis-shaped tensor is an error.
+def load_pretrained(directory: str | Path, expected_sha256: str | None = None) -> SiteNetEncoder:
+    """Load a weights folder strictly: the file's sha256 must be the one ``config.json`` records, and a
+    missing, extra or mis-shaped tensor is an error.
 
     Raises:
-        WeightsError: naming the folder and what is wrong with it.
+        WeightsError: naming the folder or file and what is wrong with it (for a changed file, both hashes).
+
+    ``expected_sha256`` checks the file against another record of its hash (a manifest's) instead of the
+    config's, for folders saved before configs recorded one.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -182,6 +188,19 @@ def load_pretrained(directory: str | Path) -> SiteNetEncoder:
         config = ModelConfig.from_json_file(directory / CONFIG_NAME)
     except (ValueError, TypeError) as e:
         raise WeightsError(f"{directory / CONFIG_NAME}: not a valid encoder config ({e})") from e
+    expected = expected_sha256 or config.weights_sha256
+    if expected is None:
+        raise WeightsError(
+            f"{directory / CONFIG_NAME} records no weights_sha256, so {WEIGHTS_NAME} cannot be verified; "
+            "re-save the folder with dim_featurizer.weights.save_pretrained (or dim-train export)"
+        )
+    actual = sha256(directory / WEIGHTS_NAME)
+    if actual != expected:
+        source = "the manifest" if expected_sha256 else f"its {CONFIG_NAME}"
+        raise WeightsError(
+            f"{directory / WEIGHTS_NAME} has sha256 {actual}, but {source} records {expected}: "
+            "the file is damaged or was changed"
+        )
     try:
         state = load_file(str(directory / WEIGHTS_NAME))
     except (SafetensorError, OSError, ValueError) as e:
@@ -306,4 +325,6 @@ def load_weights(
             return load_pretrained(directory), WeightsInfo("hub", name, str(directory), revision)
     else:
         tried.append(f"Hugging Face Hub: {name!r} is not an 'owner/name' repo id")
-    raise WeightsError(f"could not load weights {name!r}; tried:\n  - " + "\n  - ".join(tried))
+    close = difflib.get_close_matches(name, [*bundled_names(), UNTRAINED], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise WeightsError(f"could not load weights {name!r}{hint}; tried:\n  - " + "\n  - ".join(tried))

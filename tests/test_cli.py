@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from dim_featurizer.cli import main
 from dim_featurizer.examples import example_files
@@ -17,7 +16,11 @@ def test_no_input_featurises_the_examples(tmp_path, capsys):
     assert main(["--weights", "untrained", "--device", "cpu", "-o", str(out), "--no-progress"]) == 0
     table = pd.read_csv(out, index_col=0)
     assert len(table) == len(example_files()) == 8
-    assert table.shape[1] == 128 and np.isfinite(table.to_numpy()).all()
+    assert list(table.columns[:2]) == ["formula", "DIM_0"] and table.columns[-1] == "error"
+    features = table.filter(like="DIM_")
+    assert features.shape[1] == 128 and np.isfinite(features.to_numpy()).all() and table["error"].isna().all()
+    assert set(table.index) == {p.stem for p in example_files()}  # the input's own ids, not paths
+    assert table.loc["NaCl", "formula"] == "NaCl" and table.loc["TiO2_rutile", "formula"] == "TiO2"
     assert "8 structures, 0 failed" in capsys.readouterr().err
 
 
@@ -29,12 +32,12 @@ def test_folder_and_poscar_to_parquet(tmp_path, examples):
     examples["NaCl"].to(filename=str(folder / "POSCAR"), fmt="poscar")
     out = tmp_path / "x.parquet"
     assert main([str(folder), "--weights", "untrained", "-o", str(out), "--no-progress"]) == 0
-    table = pd.read_parquet(out)
-    assert len(table) == 4 and any(name.endswith("POSCAR") for name in table.index)
+    table = pd.read_parquet(out).set_index("id")
+    assert len(table) == 4 and "POSCAR" in table.index
     # The POSCAR row equals the NaCl CIF row: same crystal, different file format.
-    cif = [name for name in table.index if name.endswith("NaCl.cif")]
-    if cif:
-        np.testing.assert_allclose(table.loc[cif[0]], table.loc[str(folder / "POSCAR")], atol=1e-5)
+    if "NaCl" in table.index:
+        features = table.filter(like="DIM_")
+        np.testing.assert_allclose(features.loc["NaCl"], features.loc["POSCAR"], atol=1e-5)
 
 
 def test_matminer_json_frame(tmp_path, examples, capsys):
@@ -44,7 +47,7 @@ def test_matminer_json_frame(tmp_path, examples, capsys):
     store_dataframe_as_json(frame, str(tmp_path / "f.json.gz"), compression="gz")
     assert main([str(tmp_path / "f.json.gz"), "--weights", "untrained", "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0].startswith("id,DIM_0") and "SrTiO3" in text
+    assert text.splitlines()[0].startswith("id,formula,DIM_0") and "SrTiO3" in text
 
 
 def test_bad_file_is_named_or_kept_as_an_error_row(tmp_path, capsys):
@@ -56,12 +59,12 @@ def test_bad_file_is_named_or_kept_as_an_error_row(tmp_path, capsys):
     assert "broken.cif" in capsys.readouterr().err
     assert main(args + ["--ignore-errors", "-o", str(tmp_path / "b.csv")]) == 0
     table = pd.read_csv(tmp_path / "b.csv", index_col=0)
-    assert table.loc[str(broken), "error"].startswith("cannot read")
-    assert table.loc[str(good)].drop("error").notna().all()
+    assert table.loc["broken", "error"].startswith("cannot read")
+    assert table.loc[good.stem].drop("error").notna().all()
 
 
 def test_missing_path_and_bad_weights(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="does not exist"):
-        main([str(tmp_path / "nope.cif")])
+    assert main([str(tmp_path / "nope.cif")]) == 1
+    assert "does not exist" in capsys.readouterr().err
     assert main(["--weights", str(tmp_path / "no" / "such" / "w")]) == 1
     assert "tried" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from dim_featurizer.config import EncodingConfig, ModelConfig
 from dim_featurizer.encoding import encode_structure
 from dim_featurizer.errors import WeightsError
 from dim_featurizer.model import SiteNetEncoder, untrained_encoder
-from dim_featurizer.weights import load_pretrained, save_pretrained
+from dim_featurizer.weights import load_pretrained, save_pretrained, sha256
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,8 @@ def test_save_load_round_trip(tmp_path, batch):
     save_pretrained(encoder, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors"}
     loaded = load_pretrained(tmp_path)
-    assert loaded.config == encoder.config
+    assert replace(loaded.config, weights_sha256=None) == encoder.config
+    assert loaded.config.weights_sha256 == sha256(tmp_path / "model.safetensors")  # recorded, and checked
     torch.testing.assert_close(loaded.embed(batch), encoder.embed(batch), atol=0, rtol=0)
 
 
@@ -92,6 +93,14 @@ def _rewrite(tmp_path, mutate):
     state = load_file(str(tmp_path / "model.safetensors"))
     mutate(state)
     save_file(state, str(tmp_path / "model.safetensors"))
+    _record_sha(tmp_path)
+
+
+def _record_sha(folder, config=None):
+    """Record the file's new sha256 in config.json, as a deliberate re-save would."""
+    config = config or ModelConfig.from_json_file(folder / "config.json")
+    config = replace(config, weights_sha256=sha256(folder / "model.safetensors"))
+    (folder / "config.json").write_text(config.to_json())
 
 
 def test_strict_loading_missing_tensor(tmp_path):
@@ -108,8 +117,7 @@ def test_strict_loading_extra_tensor(tmp_path):
 
 def test_strict_loading_wrong_shape(tmp_path):
     save_pretrained(untrained_encoder(), tmp_path)
-    config = replace(SiteNetEncoder().config, global_dim=64)
-    (tmp_path / "config.json").write_text(config.to_json())
+    _record_sha(tmp_path, replace(SiteNetEncoder().config, global_dim=64))
     with pytest.raises(WeightsError, match="do not match"):
         load_pretrained(tmp_path)
 
@@ -130,4 +138,28 @@ def test_corrupt_weights_file_is_named(tmp_path, damage):
 
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(WeightsError, match="config.json"):
+        load_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["local", "hub-cache"])
+def test_a_flipped_byte_in_the_tensors_is_refused_with_both_hashes(tmp_path, where):
+    """Local folders and Hub-cache snapshots are checked like bundled ones (before: loaded silently)."""
+    folder = tmp_path / ("mine" if where == "local" else "snapshots/abc")
+    save_pretrained(untrained_encoder(seed=3), folder)
+    path = folder / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # inside the tensor data: the file still parses
+    path.write_bytes(bytes(data))
+    expected = ModelConfig.from_json_file(folder / "config.json").weights_sha256
+    with pytest.raises(WeightsError) as info:
+        load_pretrained(folder)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and expected in message and sha256(path) in message
+
+
+def test_a_folder_without_a_recorded_hash_is_refused(tmp_path):
+    save_pretrained(untrained_encoder(), tmp_path)
+    config = ModelConfig.from_json_file(tmp_path / "config.json")
+    (tmp_path / "config.json").write_text(replace(config, weights_sha256=None).to_json())
+    with pytest.raises(WeightsError, match="records no weights_sha256"):
         load_pretrained(tmp_path)

@@ -7,6 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from dim_featurizer.console import Parser, report_errors
 from dim_featurizer.encoding import EncodingConfig
 from dim_featurizer.files import write_csv, write_json
 
@@ -69,32 +70,34 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's parser."""
-    p = argparse.ArgumentParser(prog="dim-train", description="Deep InfoMax pretraining for dim_featurizer.")
+    p = Parser(prog="dim-train", description="Deep InfoMax pretraining for dim_featurizer.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser(
-        "fit", help="pretrain an encoder (resumable)", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    fit = sub.add_parser("fit", help="pretrain an encoder (resumable)")
     diagnose = sub.add_parser(
         "diagnose", help="JS terms per false-sample kind on a run's validation set (same arguments as fit)"
     )
     for parser in (fit, diagnose):
         run_arguments(parser)
+    fit.add_argument("--overwrite", action="store_true", help="replace a run already in --run-dir (else refused)")
 
     export = sub.add_parser("export", help="write a run's best encoder into a weights folder, with a model card")
-    export.add_argument("run_dir")
-    export.add_argument("--name", required=True)
-    export.add_argument("--out", default="weights")
+    export.add_argument("run_dir", help="the run folder (log.csv, run.json, best/)")
+    export.add_argument("--name", required=True, help="the weights' name (their folder under --out)")
+    export.add_argument("--out", default="weights", help="the weights root, with manifest.json")
     export.add_argument("--default", action="store_true", help="make it the package default")
     export.add_argument("--readout", choices=["global_mu", "pooled"], help="the feature vector (default: the run's)")
+    export.add_argument(
+        "--reexport", action="store_true", help="refresh config and card of weights exported before (not best/)"
+    )
 
     plot = sub.add_parser("plot", help="draw a run's loss curves")
-    plot.add_argument("run_dir")
+    plot.add_argument("run_dir", help="the run folder (reads log.csv, writes loss_curves.png)")
 
     publish = sub.add_parser("publish", help="upload an exported folder to the Hugging Face Hub")
-    publish.add_argument("folder")
-    publish.add_argument("--repo-id", required=True)
-    publish.add_argument("--private", action="store_true")
+    publish.add_argument("folder", help="an exported weights folder (config.json, model.safetensors, README.md)")
+    publish.add_argument("--repo-id", required=True, help="the Hub repository, owner/name")
+    publish.add_argument("--private", action="store_true", help="create the repository as private")
     return p
 
 
@@ -118,8 +121,13 @@ def run_options(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status."""
+    """Run the command; returns the exit status (one line on stderr for any error a user can cause)."""
     args = build_parser().parse_args(argv)
+    return report_errors("dim-train", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command's work, given its parsed arguments."""
     if args.command in ("fit", "diagnose"):
         from .run import prepare_setup, pretrain
 
@@ -151,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         print("label-free probes on the validation crystals (kept encoder, its initialisation, untrained control):")
         print(probes_markdown(probes))
     elif args.command == "fit":
-        trainer = pretrain(args.data, args.run_dir, resume=args.resume, max_steps=args.max_steps, **common)
+        trainer = pretrain(
+            args.data, args.run_dir, resume=args.resume, overwrite=args.overwrite, max_steps=args.max_steps, **common
+        )
         state = trainer.state
         print(
             f"dim-train: {state['epoch']} epochs done; best validation loss {state['best_val']:.4f} "
@@ -160,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "export":
         from .export import export_run
 
-        folder = export_run(args.run_dir, args.out, args.name, default=args.default, readout=args.readout)
+        folder = export_run(
+            args.run_dir, args.out, args.name, default=args.default, readout=args.readout, reexport=args.reexport
+        )
         print(f"dim-train: exported {folder}")
     elif args.command == "plot":
         from .plot import plot_curves

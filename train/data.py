@@ -19,6 +19,7 @@ def load_structures(
     subset: str = "train",
     ids_csv: str | Path | None = None,
     structure_column: str = "structure",
+    pbar: bool = False,
 ) -> pd.Series:
     """Return pretraining structures as a Series indexed by id.
 
@@ -30,6 +31,7 @@ def load_structures(
         subset: which list of the split file to use.
         ids_csv: for CIF collections, a CSV whose first column lists the ids.
         structure_column: the structure column of frames.
+        pbar: show a progress bar while a frame's structures are built.
 
     Returns:
         Series of ``Structure`` (or the exception met reading one: it is
@@ -41,7 +43,7 @@ def load_structures(
     elif isinstance(source, pd.Series):
         series = source
     elif is_frame(source):
-        return read_frame(source, keep, structure_column)[structure_column]
+        return read_frame(source, keep, structure_column, pbar=pbar)[structure_column]
     else:
         if ids_csv is None:
             raise ValueError(f"{source}: a CIF collection needs ids_csv (a CSV whose first column lists the ids)")

@@ -18,6 +18,7 @@ from dim_featurizer.weights import (
     WEIGHTS_NAME,
     hub_unreachable,
     load_pretrained,
+    read_manifest,
     register_weights,
     save_pretrained,
 )
@@ -263,7 +264,12 @@ here, so this card cannot fall out of date when the benchmark changes.
 
 
 def export_run(
-    run_dir: str | Path, out_dir: str | Path, name: str, default: bool = False, readout: str | None = None
+    run_dir: str | Path,
+    out_dir: str | Path,
+    name: str,
+    default: bool = False,
+    readout: str | None = None,
+    reexport: bool = False,
 ) -> Path:
     """Copy the run's best encoder into ``out_dir/name`` with a card, and register it in the manifest.
 
@@ -273,6 +279,9 @@ def export_run(
         name: the weights' name.
         default: make it the package default.
         readout: the feature vector the weights give (``global_mu`` or ``pooled``); None keeps the run's.
+        reexport: take the encoder from the folder exported before (``out_dir/name``, checked against the
+            manifest) instead of the run's ``best/``: refreshes the config and card of shipped weights. A
+            finished run keeps no ``best/``, so this is also what happens without it.
 
     Returns:
         The exported folder.
@@ -280,14 +289,16 @@ def export_run(
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     target = out_dir / name
     log = pd.read_csv(run_dir / "log.csv")
-    if (run_dir / "best").is_dir():
+    if (run_dir / "best").is_dir() and not reexport:
         encoder = load_pretrained(run_dir / "best")  # proves it loads strictly before anything is written
         best = json.loads((run_dir / "best" / "training.json").read_text())
         best = {"epoch": int(best["epoch"]), "val_total": float(best["val_total"])}
     else:
         # A finished run keeps no copy of its weights: re-export the folder exported before (cards, records).
-        encoder = load_pretrained(target)
+        registered = read_manifest(out_dir).get(name, {}).get("files", {}).get(WEIGHTS_NAME)
+        encoder = load_pretrained(target, expected_sha256=registered)
         epoch = int(encoder.config.pretraining["kept_epoch"])
+        log = log[log["epoch"] <= int(encoder.config.pretraining["epochs"])]  # the run may have gone on since
         best = {"epoch": epoch, "val_total": float(log.loc[log["epoch"] == epoch, "val_total"].iloc[0])}
     run = json.loads((run_dir / "run.json").read_text())
     run["name"] = name
@@ -298,7 +309,7 @@ def export_run(
     save_pretrained(encoder, target)
     from .plot import plot_curves
 
-    plot_curves(run_dir / "log.csv", target / "loss_curves.png", title=name)
+    plot_curves(log, target / "loss_curves.png", title=name)
     notes = diagnosis_section(run_dir, encoder.config.global_dim, best["epoch"]) + probes_section(run_dir)
     write_text(target / CARD_NAME, model_card(run, log, encoder.config.as_dict(), best, notes))
     register_weights(out_dir, name, default=default)

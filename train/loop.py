@@ -13,6 +13,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -141,7 +142,13 @@ class Trainer:
         return dict(zip(keys, t.tolist()))
 
     # -- the loop -------------------------------------------------------------------
-    def fit(self, resume: bool = False, max_steps: int | None = None, pbar: bool = True) -> dict:
+    def fit(
+        self,
+        resume: bool = False,
+        max_steps: int | None = None,
+        pbar: bool = True,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> dict:
         """Train until ``epochs`` or a validation plateau.
 
         Args:
@@ -149,6 +156,7 @@ class Trainer:
             max_steps: stop (with a checkpoint) after this many steps in this
                 call, as a kill would; for tests and time-boxed runs.
             pbar: show a progress bar.
+            on_epoch: called with the loop state after each epoch is logged and checkpointed.
 
         Returns:
             The loop state: history (one row per epoch), best epoch and loss.
@@ -194,6 +202,8 @@ class Trainer:
                         return self.state
                 bar.close()
                 self._end_epoch(epoch)
+                if on_epoch is not None:
+                    on_epoch(self.state)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)

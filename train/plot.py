@@ -7,14 +7,17 @@ from pathlib import Path
 import pandas as pd
 
 
-def plot_curves(log_csv: str | Path, out_png: str | Path, title: str = "") -> Path:
-    """Draw local/global JS and KL, train vs validation, by epoch, from a training ``log.csv``."""
-    import matplotlib
+def plot_curves(log_csv: str | Path | pd.DataFrame, out_png: str | Path, title: str = "") -> Path:
+    """Draw local/global JS and KL, train vs validation, by epoch, from a training ``log.csv`` (or its rows)."""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("loss curves need matplotlib: pip install 'dim_featurizer[train]'") from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    log = pd.read_csv(log_csv)
+    log = log_csv if isinstance(log_csv, pd.DataFrame) else pd.read_csv(log_csv)
     fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
     panels = [
         ("local_js", "local DIM (JS)"),

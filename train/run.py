@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -74,7 +75,7 @@ def prepare_setup(
     config = config or TrainConfig()
     encoding = encoding or EncodingConfig()
     rank = dist.get_rank() if dist.is_initialized() else 0
-    structures = load_structures(source, split=split, subset=subset, ids_csv=ids_csv)
+    structures = load_structures(source, split=split, subset=subset, ids_csv=ids_csv, pbar=pbar)
     if limit is not None:
         structures = structures.iloc[:limit]
     if rank == 0:
@@ -125,12 +126,45 @@ def prepare_run(source: str | Path | pd.DataFrame | pd.Series, run_dir: str | Pa
     return Trainer(setup, run_dir), info
 
 
+#: What a run folder holds once a run has started in it.
+RUN_FILES = ("run.json", "checkpoint.pt", "log.csv", "best")
+
+
+class RunExistsError(ValueError):
+    """A run folder already holds a run, and neither resuming nor overwriting it was asked for."""
+
+
+def check_run_dir(run_dir: Path, info: dict, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a fresh run over an existing one, unless ``overwrite`` (which clears it).
+
+    Raises:
+        RunExistsError: naming the folder and the options that differ from the stored run's.
+    """
+    found = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not found or resume:
+        return
+    if overwrite:
+        for name in found:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return
+    stored = json.loads((run_dir / "run.json").read_text()).get("train_config", {}) if "run.json" in found else {}
+    now = info["train_config"]
+    differ = [f"{k}: {stored[k]!r} there, {now.get(k)!r} now" for k in sorted(stored) if stored[k] != now.get(k)]
+    detail = f"options that differ: {'; '.join(differ)}" if differ else "the same options"
+    raise RunExistsError(
+        f"{run_dir} already holds a run ({', '.join(found)}; {detail}): pass --resume to continue it, "
+        "--overwrite to replace it, or choose another --run-dir"
+    )
+
+
 def pretrain(
     source: str | Path | pd.DataFrame | pd.Series,
     run_dir: str | Path,
     resume: bool = False,
     max_steps: int | None = None,
     pbar: bool = True,
+    overwrite: bool = False,
     **options: Any,
 ) -> Trainer:
     """Pretrain an encoder with Deep InfoMax and leave everything in ``run_dir``.
@@ -142,37 +176,51 @@ def pretrain(
         resume: continue from run_dir's checkpoint.
         max_steps: stop after this many steps (with a checkpoint).
         pbar: show progress bars.
+        overwrite: replace a run already in ``run_dir`` (without it, and without ``resume``, that is an error).
         options: any other argument of :func:`prepare_setup` (config, encoding, split, cache_dir, ...).
 
     Returns:
         The :class:`Trainer`, its state holding the per-epoch history.
+
+    Raises:
+        RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` was given.
+        ValueError: ``resume`` with settings other than the checkpoint's (named).
     """
     trainer, info = prepare_run(source, run_dir, pbar=pbar, **options)
     config, run_dir = trainer.config, Path(run_dir)
+    check_run_dir(run_dir, info, resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume and trainer.checkpoint_path.is_file():
         trainer.load_checkpoint()
     first_epoch = trainer.state["epoch"] + 1
-    trainer.fit(max_steps=max_steps, pbar=pbar)
-    state = trainer.state
-    # One segment per launch, so a resumed run keeps the commit and hardware of every part of it.
     run_json = run_dir / "run.json"
     previous = json.loads(run_json.read_text()).get("segments", []) if resume and run_json.is_file() else []
-    segment = {"epochs": [first_epoch, state["epoch"]], "commit": info["commit"], "hardware": info["hardware"]}
-    info["segments"] = previous + [segment] if state["epoch"] >= first_epoch else previous
-    finished = state["epoch"] >= config.epochs
-    info["stop_reason"] = (
-        "validation loss plateau"
-        if trainer.plateaued()
-        else "epoch limit"
-        if finished
-        else "interrupted before a validation plateau; resumable"
-    )
-    info["epochs_done"] = state["epoch"]
-    if trainer.rank == 0:
-        write_json(run_dir / "run.json", info)
-        if state["history"]:
-            from .plot import plot_curves
+    # A killed segment ends at the epoch its checkpoint reached: the record is fixed up, never lost.
+    previous = [s for s in previous if s["epochs"][1] >= s["epochs"][0]]
+    if previous and previous[-1]["epochs"][1] > first_epoch - 1:
+        previous[-1]["epochs"][1] = first_epoch - 1
 
-            plot_curves(run_dir / "log.csv", run_dir / "loss_curves.png")
+    def record(state: dict) -> None:
+        """Write run.json with this segment as it stands (after every epoch, so a kill loses nothing)."""
+        segment = {"epochs": [first_epoch, state["epoch"]], "commit": info["commit"], "hardware": info["hardware"]}
+        info["segments"] = previous + ([segment] if state["epoch"] >= first_epoch else [])
+        finished = state["epoch"] >= config.epochs
+        info["stop_reason"] = (
+            "validation loss plateau"
+            if trainer.plateaued()
+            else "epoch limit"
+            if finished
+            else "interrupted before a validation plateau; resumable"
+        )
+        info["epochs_done"] = state["epoch"]
+        if trainer.rank == 0:
+            write_json(run_json, info)
+
+    record(trainer.state)
+    trainer.fit(max_steps=max_steps, pbar=pbar, on_epoch=record)
+    record(trainer.state)
+    if trainer.rank == 0 and trainer.state["history"]:
+        from .plot import plot_curves
+
+        plot_curves(run_dir / "log.csv", run_dir / "loss_curves.png")
     return trainer

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dim_featurizer.console import Parser, report_errors
 from dim_featurizer.readers import default_data_dir
 
 from .protocol import MODELS
@@ -19,12 +20,11 @@ from .tasks import TASKS
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's parser (representation names come from the weights manifest)."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="dim-bench",
         description="Small-label benchmark of DIM features (docs/method.md §4).",
         epilog="Subcommands: 'dim-bench finetune --help' (fine-tuning, Fig. 7), 'dim-bench probe --help' "
         "(development probe of a run), 'dim-bench sweep --help' (proxy sweep of pretraining variants).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     names = list(representations())
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder ($DIM_DATA_DIR)")
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return import_module(f"{__package__}.{SUBCOMMANDS[argv[0]]}").main(argv[1:])
     options = vars(build_parser().parse_args(argv))  # every dest but the two negations is a run_benchmark argument
     tsne, pbar = not options.pop("no_tsne"), not options.pop("no_progress")
-    run_benchmark(**options, tsne=tsne, pbar=pbar)
-    return 0
+    return report_errors("dim-bench", lambda: run_benchmark(**options, tsne=tsne, pbar=pbar) and 0)
 
 
 if __name__ == "__main__":

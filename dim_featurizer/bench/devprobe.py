@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dim_featurizer.config import READOUTS
+from dim_featurizer.console import Parser, report_errors
 from dim_featurizer.files import write_csv, write_json
 from dim_featurizer.model import SiteNetEncoder
 from dim_featurizer.readers import read_frame, read_split
@@ -136,10 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``dim-bench probe``: the run's data options (as ``dim-train fit``) and the probe's own."""
     from dim_featurizer.train.cli import run_arguments
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="dim-bench probe",
         description="Development probe: labels of training-split ids only, MAE on crystals the run never saw.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run_arguments(p)
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 1000], help="labelled crystals per fit")
@@ -158,13 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the development probe of a run folder; writes ``devprobe.csv`` and ``devprobe.json`` there."""
+    args = build_parser().parse_args(argv)
+    return report_errors("dim-bench probe", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The probe's work, given its parsed arguments."""
     from dim_featurizer.train.cli import run_options
     from dim_featurizer.train.probes import probe_encoders
     from dim_featurizer.train.run import prepare_setup
 
-    args = build_parser().parse_args(argv)
     if args.split is None:
-        raise SystemExit("dim-bench probe: --split is required (labels are read for its training ids only)")
+        raise ValueError("--split is required (labels are read for its training ids only)")
     setup, _ = prepare_setup(args.data, **run_options(args))
     run_dir = Path(args.run_dir)
     encoders = {k: v for k, v in probe_encoders(setup, run_dir).items() if k in args.encoders}

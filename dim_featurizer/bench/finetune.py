@@ -8,7 +8,6 @@ whole test set. Every fit is stored on its own, so a killed run loses no finishe
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dim_featurizer.console import Parser, report_errors
 from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.files import write_csv, write_json, write_text
 from dim_featurizer.provenance import run_record
@@ -226,12 +226,11 @@ def _one_fit(model: DIMRegressor, X: pd.Series, y: pd.Series, test_crystals: lis
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``dim-bench finetune``: run :func:`run_finetune` from the command line; returns the exit status."""
-    p = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    """The parser of ``dim-bench finetune`` (its options are :func:`run_finetune`'s)."""
+    p = Parser(
         prog="dim-bench finetune",
         description="Fine-tuning benchmark (paper Fig. 7): pretrained against random start, paired draws.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=Path("results/finetune"), help="folder for the results")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, help="benchmark tasks")
@@ -247,5 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-epochs", type=int, default=300, help="most epochs per fit")
     p.add_argument("--patience", type=int, default=20, help="epochs without a better validation MAE before stopping")
     p.add_argument("--report-only", action="store_true", help="write the outputs from the stored fits only")
-    run_finetune(**vars(p.parse_args(argv)))
-    return 0
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``dim-bench finetune``: run :func:`run_finetune` from the command line; returns the exit status."""
+    options = vars(build_parser().parse_args(argv))
+    return report_errors("dim-bench finetune", lambda: run_finetune(**options) and 0)

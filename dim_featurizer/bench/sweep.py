@@ -15,7 +15,6 @@ and a killed fit resumes from its checkpoint. Each variant's folder is
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from dim_featurizer.config import READOUTS
+from dim_featurizer.console import Parser
 from dim_featurizer.files import write_text
 from dim_featurizer.readers import default_data_dir
 
@@ -127,13 +127,9 @@ def table(budget: int = 1000, with_probes: bool = True, runs: Path = RUNS) -> st
     return header + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the sweep's variants (or write its table); returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="dim-bench sweep",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def build_parser() -> Parser:
+    """The parser of ``dim-bench sweep``."""
+    parser = Parser(prog="dim-bench sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", type=Path, default=RUNS, help="folder of the variants' run folders")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="data folder (default: $DIM_DATA_DIR or ../shared/data)"
@@ -141,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th variant starting at i")
     parser.add_argument("--only", nargs="+", help="run these variants only")
     parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sweep's variants (or write its table); returns the exit status."""
+    args = build_parser().parse_args(argv)
     runs = args.runs_dir
     if args.table:
         write_text(
