@@ -1,11 +1,12 @@
-"""Featurisation speed: DIM against matminer's XRDPowderPattern and OrbitalFieldMatrix.
+"""Featurisation speed: DIM against matminer's XRDPowderPattern and OrbitalFieldMatrix, and CHGNet's crystal
+features where the ``chgnet`` package is installed.
 
-Same structures (drawn at random from the test split of record), same
-process, end to end from pymatgen ``Structure`` objects, one process each
-(``n_jobs=1``). Prints a table and writes ``speed_<device>.json`` beside this
-script, with the machine it ran on.
+Same structures (drawn at random from the test split of record), same process, end to end from pymatgen
+``Structure`` objects, weights loaded and warmed first. DIM runs with ``n_jobs=1`` and with ``--n-jobs``
+encoding processes; the peers with one process each (matminer's ``n_jobs=1``; CHGNet's own batching).
+Prints a table and writes ``speed_<device>.{json,txt}`` beside this script, with the machine it ran on.
 
-    python benchmarks/speed.py                       # 1,000 structures on CPU
+    python benchmarks/speed.py --skip-ofm            # 1,000 structures on CPU
     python benchmarks/speed.py --device cuda --n 10000 --skip-ofm
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dim_featurizer import DeepInfoMaxFeaturizer
-from dim_featurizer.provenance import machine
+from dim_featurizer.provenance import hardware, machine
 from dim_featurizer.readers import default_data_dir, read_frame, read_split
 
 
@@ -37,6 +38,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--weights", default=None)
     p.add_argument("--skip-ofm", action="store_true", help="OFM takes ~0.4 s per structure")
+    p.add_argument("--n-jobs", type=int, default=2, help="encoding processes of the second DIM run")
     args = p.parse_args()
 
     from matminer.featurizers.structure import OrbitalFieldMatrix, XRDPowderPattern
@@ -45,28 +47,41 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     ids = rng.choice(test_ids, size=min(args.n, len(test_ids)), replace=args.n > len(test_ids))
     structures = list(read_frame(args.data_dir / "mp2018_e_form_gap.json.gz", ids)["structure"])
-    print(f"{len(structures)} structures from the test split, seed {args.seed}; device {args.device}")
 
     dim = DeepInfoMaxFeaturizer(weights=args.weights, device=args.device, n_jobs=1)
     dim.featurize_many(structures[:20], pbar=False)  # warm-up: lazy imports, weights, kernels
-    peers = {"XRDPowderPattern()": XRDPowderPattern()}
+    pooled = DeepInfoMaxFeaturizer(weights=args.weights, device=args.device, n_jobs=args.n_jobs)
+    pooled.featurize_many(structures[:200], pbar=False)  # starts the encoding workers
+    runs = {"DeepInfoMaxFeaturizer(n_jobs=1)": dim, f"DeepInfoMaxFeaturizer(n_jobs={args.n_jobs})": pooled}
+    runs["XRDPowderPattern()"] = XRDPowderPattern()
     if not args.skip_ofm:
-        peers["OrbitalFieldMatrix(flatten=True)"] = OrbitalFieldMatrix(flatten=True)
+        runs["OrbitalFieldMatrix(flatten=True)"] = OrbitalFieldMatrix(flatten=True)
+    chgnet = chgnet_features(args.device)
+    if chgnet is not None:
+        chgnet(structures[:20])
     results = {}
-    seconds, rows = timed(dim, structures)
-    results["DeepInfoMaxFeaturizer"] = {"seconds": seconds, "failed": int(np.isnan(rows).all(1).sum())}
-    for name, featurizer in peers.items():
-        featurizer.set_n_jobs(1)
+    for name, featurizer in runs.items():
+        if not isinstance(featurizer, DeepInfoMaxFeaturizer):
+            featurizer.set_n_jobs(1)
         seconds, rows = timed(featurizer, structures)
         results[name] = {"seconds": seconds, "failed": int(np.isnan(rows).all(1).sum())}
-    dim_seconds = results["DeepInfoMaxFeaturizer"]["seconds"]
-    print(f"{'featuriser':36s} {'seconds':>9s} {'struct/s':>10s} {'DIM speed-up':>13s} failed")
+    if chgnet is not None:
+        start = time.perf_counter()
+        rows = chgnet(structures)
+        results["CHGNet crystal features"] = {"seconds": time.perf_counter() - start, "failed": 0}
+    xrd = results["XRDPowderPattern()"]["seconds"]
+    lines = [
+        f"{len(structures)} mp2018 test structures, seed {args.seed}; device {args.device}; {hardware()}; "
+        f"{time.strftime('%Y-%m-%d')}",
+        f"{'featuriser':36s} {'seconds':>9s} {'struct/s':>10s} {'vs XRD':>8s} failed",
+    ]
     for name, r in results.items():
         r["structures_per_second"] = len(structures) / r["seconds"]
-        r["dim_speedup"] = r["seconds"] / dim_seconds
-        print(
-            f"{name:36s} {r['seconds']:9.2f} {r['structures_per_second']:10.1f} {r['dim_speedup']:12.1f}x {r['failed']}"
+        r["speed_vs_xrd"] = xrd / r["seconds"]
+        lines.append(
+            f"{name:36s} {r['seconds']:9.2f} {r['structures_per_second']:10.1f} {r['speed_vs_xrd']:7.1f}x {r['failed']}"
         )
+    print("\n".join(lines))
     report = {
         "n_structures": len(structures),
         "seed": args.seed,
@@ -78,7 +93,23 @@ def main() -> None:
     }
     out = Path(__file__).with_name(f"speed_{dim.device_.type}.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".txt").write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def chgnet_features(device: str):
+    """A function from structures to CHGNet's crystal feature vectors, or None without the chgnet package."""
+    try:
+        from chgnet.model import CHGNet
+    except ImportError:
+        return None
+    model = CHGNet.load(use_device=device, verbose=False)
+
+    def features(structures: list) -> np.ndarray:
+        out = model.predict_structure(structures, task="e", return_crystal_feas=True, batch_size=64)
+        return np.stack([o["crystal_fea"] for o in out])
+
+    return features
 
 
 if __name__ == "__main__":

@@ -127,29 +127,39 @@ class Cell:
 def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -> Cell:
     """Return the structure's :class:`Cell` (a Cell passes through) or raise a documented error.
 
+    ``structure`` may also be undecoded: a pymatgen dict, its JSON text (``Structure.to_json()``) or CIF
+    text, parsed here, so that encoding workers rather than the main process pay for parsing.
     ``defer_guess`` leaves oxidation states that must be guessed as None, for a worker to fill in.
     """
     if isinstance(structure, Cell):
         return _with_states(structure)
     from pymatgen.core import Structure
 
+    if isinstance(structure, dict) or _looks_like_structure_text(structure):
+        from dim_featurizer.readers import structure_from_value
+
+        parsed = structure_from_value(structure)
+        if isinstance(parsed, Exception):
+            raise NotAStructureError(f"cannot read: {parsed}")
+        structure = parsed
     if not isinstance(structure, Structure):
         raise NotAStructureError(f"expected a pymatgen Structure, got {type(structure).__name__}")
     if len(structure) == 0:
         raise EmptyStructureError("the structure has no sites")
-    if not structure.is_ordered:
+    try:
+        species = structure.species  # one pass over the sites; raises at the first disordered one
+    except AttributeError:
         bad = next(i for i, site in enumerate(structure) if not site.is_ordered)
         raise DisorderedStructureError(
             f"site {bad} is disordered or partially occupied ({structure[bad].species}); "
             "order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation"
-        )
+        ) from None
     lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
     frac = np.asarray(structure.frac_coords, dtype=np.float64)
     if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
         raise InvalidGeometryError("the lattice or coordinates contain NaN or infinity")
     if abs(np.linalg.det(lattice)) < 1e-3:
         raise InvalidGeometryError(f"the cell volume is {abs(np.linalg.det(lattice)):.3g} Å³")
-    species = structure.species
     z = np.array([getattr(sp, "Z", 0) for sp in species], dtype=np.int64)
     table = element_table()
     bad = ~np.isfinite(table[np.clip(z, 0, len(table) - 1)]).all(axis=1) | (z <= 0) | (z >= len(table))
@@ -164,6 +174,13 @@ def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -
     formula = structure.composition.reduced_formula if oxidation is None else None
     cell = Cell(lattice, frac, z, oxidation, formula)
     return cell if defer_guess else _with_states(cell)
+
+
+def _looks_like_structure_text(value: Any) -> bool:
+    """True for JSON text (``Structure.to_json()``) or CIF text; any other string is not a structure."""
+    if isinstance(value, bytes):
+        value = value[:4096].decode(errors="ignore")
+    return isinstance(value, str) and (value.lstrip().startswith("{") or "_cell_length_a" in value)
 
 
 def _with_states(cell: Cell) -> Cell:
@@ -391,8 +408,11 @@ def encode_or_error(entry: Any, config: EncodingConfig) -> Encoded:
 def check_entry(entry: Any, config: EncodingConfig) -> Cell | Exception:
     """The entry's :class:`Cell` with any oxidation-state guess left to the encoder, or the error that refuses it.
 
-    What the main process does before sending an entry to an encoding worker.
+    What the main process does before sending an entry to an encoding worker; undecoded entries (a dict,
+    JSON or CIF text) go to the worker as they are, so that the worker parses them.
     """
+    if isinstance(entry, dict) or _looks_like_structure_text(entry):
+        return entry
     try:
         return to_cell(entry, config, defer_guess=True)
     except Exception as e:  # noqa: BLE001 - reported per entry

@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from dim_featurizer.encoding import Cell, Encoded, EncodingConfig, check_entry, encode_or_error
+from dim_featurizer.encoding import Encoded, EncodingConfig, check_entry, encode_or_error
 
 DAEMON_HINT = (
     "n_jobs > 1 is ignored in a daemonic process (a Dask worker, by default): encoding runs in this process. "
@@ -44,7 +44,8 @@ def encoding_workers(n_jobs: int | None, n_entries: int) -> int:
     return n_jobs
 
 
-def _encode_block(cells: Sequence[Cell | Exception], config: EncodingConfig) -> list[Encoded]:
+def _encode_block(cells: Sequence[Any], config: EncodingConfig) -> list[Encoded]:
+    """Encode checked cells (or undecoded entries, parsed here); an error stays an error."""
     return [(None, c) if isinstance(c, Exception) else encode_or_error(c, config) for c in cells]
 
 

@@ -182,11 +182,14 @@ class Entry(NamedTuple):
         load: returns the Structure, or the exception met while reading it.
         columns: values of the input's other columns asked for (``keep``), as text; None where the
             input has no columns (structure files).
+        value: the undecoded structure (a pymatgen dict or its JSON text) where the input holds one, so
+            that encoding workers can parse it instead of the main process; None otherwise.
     """
 
     id: str
     load: Callable[[], Any]
     columns: dict[str, str | None] | None = None
+    value: Any = None
 
 
 def structure_from_value(value: Any) -> Any:
@@ -211,6 +214,29 @@ def _text(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and value != value):
         return None
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _undecoded(value: Any) -> Any:
+    """``value`` when it is a pymatgen dict or JSON text (workers can parse it), else None."""
+    return value if isinstance(value, dict) or (isinstance(value, str) and value.lstrip().startswith("{")) else None
+
+
+def composition_of(value: Any) -> Any:
+    """The pymatgen ``Composition`` of a Structure, or of an undecoded pymatgen dict or its JSON text, without
+    building the Structure; None when there is none."""
+    from pymatgen.core import Composition
+
+    if hasattr(value, "composition"):
+        return value.composition if len(value) else None
+    try:
+        data = json.loads(value) if isinstance(value, (str, bytes)) else value
+        amounts: dict[str, float] = {}
+        for site in data["sites"]:
+            for species in site["species"]:
+                amounts[species["element"]] = amounts.get(species["element"], 0.0) + species.get("occu", 1.0)
+        return Composition(amounts) if amounts else None
+    except Exception:  # noqa: BLE001 - no composition: the row's error says why
+        return None
 
 
 def _missing_columns(path: Path, wanted: Sequence[str], have: Sequence[str]) -> None:
@@ -252,7 +278,7 @@ def _frame_entries(path: Path, column: str, keep: Sequence[str]) -> Iterator[Ent
     with _json_errors(path), zopen(str(path), "rb") as keys, zopen(str(path), "rb") as rows:
         for key, row in zip(ijson.items(keys, "index.item"), ijson.items(rows, "data.item", use_float=True)):
             extra = {c: _text(row[i]) for c, i in kept} if keep else None
-            yield Entry(str(key), partial(structure_from_value, row[position]), extra)
+            yield Entry(str(key), partial(structure_from_value, row[position]), extra, _undecoded(row[position]))
 
 
 def _parquet_entries(path: Path, column: str, id_column: str | None, keep: Sequence[str]) -> Iterator[Entry]:
@@ -278,7 +304,7 @@ def _parquet_entries(path: Path, column: str, id_column: str | None, keep: Seque
         extra = {c: batch.column(c).to_pylist() for c in keep}
         for k, (key, value) in enumerate(zip(ids, values)):
             columns = {c: _text(extra[c][k]) for c in keep} if keep else None
-            yield Entry(str(key), partial(structure_from_value, value), columns)
+            yield Entry(str(key), partial(structure_from_value, value), columns, _undecoded(value))
         offset += len(values)
 
 

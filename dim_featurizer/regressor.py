@@ -25,7 +25,7 @@ from dim_featurizer.devices import resolve_device
 from dim_featurizer.encoding import EncodedCrystal
 from dim_featurizer.files import write_atomically, write_json
 from dim_featurizer.inference import LOAD_OPTIONS, Runner
-from dim_featurizer.model import SiteNetEncoder, untrained_encoder
+from dim_featurizer.model import Mish, SiteNetEncoder, untrained_encoder
 from dim_featurizer.sampling import validation_split
 from dim_featurizer.validation import check_entries, check_targets, entry_keys, name_errors
 from dim_featurizer.weights import WeightsInfo
@@ -47,7 +47,7 @@ class RegressionNet(nn.Module):
         super().__init__()
         self.encoder = encoder
         width = encoder.config.feature_width
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.Mish(), nn.Linear(hidden, 1))
+        self.head = nn.Sequential(nn.Linear(width, hidden), Mish(), nn.Linear(hidden, 1))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """(C, 1) the standardised prediction for each crystal of ``batch``."""

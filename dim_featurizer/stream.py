@@ -47,7 +47,7 @@ from dim_featurizer.errors import FeaturizationError, one_line
 from dim_featurizer.featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.files import write_atomically, write_json
 from dim_featurizer.parts import PartStore
-from dim_featurizer.readers import Entry, count_entries, iter_entries
+from dim_featurizer.readers import Entry, composition_of, count_entries, iter_entries
 
 MANIFEST = "manifest.json"
 PARTS = "parts"
@@ -115,7 +115,9 @@ def featurize_entries(
     from tqdm.auto import tqdm
 
     ids = [entry.id for entry in entries]
-    values = [entry.load() for entry in tqdm(entries, desc="reading", unit="structure", disable=not pbar)]
+    # Undecoded values (pymatgen dicts, JSON text) go to the encoding workers as they are: the workers parse.
+    reading = tqdm(entries, desc="reading", unit="structure", disable=not pbar)
+    values = [entry.value if entry.value is not None else entry.load() for entry in reading]
     unreadable = [isinstance(v, Exception) for v in values]
     if any(unreadable) and not ignore_errors:
         i = unreadable.index(True)
@@ -140,11 +142,11 @@ def featurize_entries(
     return table
 
 
-def formula_of(structure: Any) -> str | None:
-    """The reduced formula of a structure (None for anything else)."""
-    composition = getattr(structure, "composition", None)
+def formula_of(value: Any) -> str | None:
+    """The reduced formula of a structure, or of an undecoded one (None when it has none)."""
     try:
-        return composition.reduced_formula if composition is not None and len(structure) else None
+        composition = composition_of(value)
+        return composition.reduced_formula if composition is not None else None
     except Exception:  # noqa: BLE001 - a broken object gets no formula, and its row says why
         return None
 

@@ -31,7 +31,8 @@ def bad_inputs():
         "molecule": (Molecule(["H", "H"], [[0, 0, 0], [0, 0, 0.74]]), E.NotAStructureError, "Molecule"),
         "string": ("NaCl", E.NotAStructureError, "str"),
         "none": (None, E.NotAStructureError, "NoneType"),
-        "dict": (Structure(cubic, ["Na"], [[0, 0, 0]]).as_dict(), E.NotAStructureError, "dict"),
+        "broken dict": ({"lattice": "not a lattice"}, E.NotAStructureError, "cannot read"),
+        "broken json": ('{"sites": 3}', E.NotAStructureError, "cannot read"),
         "empty": (Structure(cubic, [], []), E.EmptyStructureError, "no sites"),
         "mixed site": (Structure(cubic, [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]]), E.DisorderedStructureError, "site 0"),
         "vacancy": (
@@ -52,6 +53,13 @@ def bad_inputs():
 
 
 GOOD = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_undecoded_structures_give_the_structures_vectors(featurizer):
+    """A pymatgen dict, its JSON text or CIF text are parsed by the encoder (in the workers with n_jobs > 1)."""
+    forms = [GOOD, GOOD.as_dict(), GOOD.to_json(), GOOD.to(fmt="cif")]
+    rows = np.asarray(featurizer.featurize_many(forms, pbar=False))
+    np.testing.assert_allclose(rows, np.repeat(rows[:1], len(forms), axis=0), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list(bad_inputs()))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dim_featurizer.batching import collate
 from dim_featurizer.config import EncodingConfig, ModelConfig
@@ -163,3 +165,14 @@ def test_a_folder_without_a_recorded_hash_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(replace(config, weights_sha256=None).to_json())
     with pytest.raises(WeightsError, match="records no weights_sha256"):
         load_pretrained(tmp_path)
+
+
+def test_mish_is_torchs_mish_in_value_and_gradient():
+    from dim_featurizer.model import mish
+
+    x = torch.cat([torch.randn(10_000) * 4, torch.tensor([-100.0, -30.0, 0.0, 19.9, 20.0, 21.0, 50.0])])
+    np.testing.assert_allclose(mish(x), F.mish(x), atol=2e-6)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    mish(a).sum().backward()
+    F.mish(b).sum().backward()
+    np.testing.assert_allclose(a.grad, b.grad, atol=2e-6)

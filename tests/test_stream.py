@@ -56,6 +56,7 @@ def assert_same_vectors(table: pd.DataFrame, reference: pd.DataFrame) -> None:
     np.testing.assert_allclose(table[reference.columns].to_numpy(), reference.to_numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_shards_merge_into_the_single_process_vectors(tmp_path, frame_path, reference, capsys):
     out = tmp_path / "out"
     for shard in ("2/3", "0/3", "1/3"):  # any order
@@ -87,6 +88,7 @@ def test_missing_shard_is_named_and_other_settings_are_refused(tmp_path, frame_p
         featurize_to_parts([frame_path], out, other_seed, chunk_size=100, pbar=False)
 
 
+@pytest.mark.slow
 def test_crash_keeps_finished_parts_and_resume_never_redoes_them(tmp_path, frame_path, reference, monkeypatch):
     import dim_featurizer.stream as stream
 
@@ -157,6 +159,7 @@ def test_a_shard_reads_only_its_own_chunks(tmp_path, monkeypatch, examples):
     assert loaded == [f"x{i}" for i in [*range(5, 10), *range(15, 20)]]
 
 
+@pytest.mark.slow
 def test_bad_entries_are_named_or_kept_as_nan_rows(tmp_path, frame_path):
     raw = json.loads(pd.read_json(frame_path, orient="split").to_json(orient="split"))
     position = raw["columns"].index("structure")
@@ -165,7 +168,9 @@ def test_bad_entries_are_named_or_kept_as_nan_rows(tmp_path, frame_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(raw))
     out = tmp_path / "out"
-    with pytest.raises(FeaturizationError, match=rf"chunk 1 \(entries 50-99\): cannot read {raw['index'][70]}"):
+    # The dict reaches an encoding worker undecoded; its error names the entry and its id.
+    named = rf"chunk 1 \(entries 50-99\): entry 20 \(id '{raw['index'][70]}'.*cannot read"
+    with pytest.raises(FeaturizationError, match=named):
         featurize_to_parts([path], out, DeepInfoMaxFeaturizer(weights="untrained"), chunk_size=50, pbar=False)
     assert (
         part_store(out).done(chunk_key(0)) and not part_store(out).path(chunk_key(1)).exists()
@@ -174,11 +179,12 @@ def test_bad_entries_are_named_or_kept_as_nan_rows(tmp_path, frame_path):
     assert code == 0
     table = read_parts(out)
     assert len(table) == 300 and table["error"].notna().sum() == 2
-    assert table.iloc[70]["error"].startswith("cannot read") and np.isnan(table.iloc[70]["DIM_0"])
+    assert "cannot read" in table.iloc[70]["error"] and np.isnan(table.iloc[70]["DIM_0"])
     assert "disordered" in table.iloc[130]["error"].lower()
     assert table.drop(index=table.index[[70, 130]])["DIM_0"].notna().all()
 
 
+@pytest.mark.slow
 def test_parquet_and_archive_inputs(tmp_path, examples, reference, frame_path):
     structures = read_paths([frame_path])
     frame = pd.DataFrame({"material": structures.index, "structure": [s.to_json() for s in structures]})

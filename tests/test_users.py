@@ -41,6 +41,7 @@ def bad_frame(tmp_path, frame_path, rows=(70,)):
 # -- streaming output that always merges ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_parts_with_and_without_failures_merge_and_read_back(tmp_path, frame_path):
     """Before: the error column was null-typed in clean parts and string-typed in others, so neither
     --merge nor pd.read_parquet(DIR/parts) could read the folder."""
@@ -66,6 +67,7 @@ def test_parts_with_and_without_failures_merge_and_read_back(tmp_path, frame_pat
     np.testing.assert_allclose(direct.filter(like="DIM_"), merged.filter(like="DIM_"), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_damaged_part_is_redone_on_resume_and_named_by_merge(tmp_path, frame_path, capsys):
     """Before: a truncated part counted as finished, and the merge failed naming '<Buffer>'."""
     out = tmp_path / "out"
@@ -82,6 +84,7 @@ def test_a_damaged_part_is_redone_on_resume_and_named_by_merge(tmp_path, frame_p
     assert featurize_main(["--merge", str(out), "-o", str(tmp_path / "x.csv")]) == 0
 
 
+@pytest.mark.slow
 def test_second_writer_of_a_shard_is_refused(tmp_path, frame_path):
     """Before: two writers on one shard both computed everything."""
     from dim_featurizer.stream import ShardLockedError, shard_lock
@@ -95,6 +98,7 @@ def test_second_writer_of_a_shard_is_refused(tmp_path, frame_path):
     featurize_to_parts([frame_path], out, featurizer, chunk_size=100, pbar=False)  # free again
 
 
+@pytest.mark.slow
 def test_inputs_are_matched_by_content_and_records_are_never_clobbered(tmp_path, frame_path):
     """Before: an input with the same name and size but other content was accepted; a rerun of a finished
     shard rewrote its record with rows: 0."""
@@ -145,6 +149,7 @@ def train_args(sample_dir, tmp_path, *extra):
             "--no-progress", "--device", "cpu", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_run_is_never_overwritten(sample_dir, tmp_path, capsys):
     """Before: dim-train fit without --resume silently replaced an existing run."""
     from dim_featurizer.train.cli import main
@@ -160,6 +165,7 @@ def test_a_run_is_never_overwritten(sample_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["train_config"]["lr"] == 0.001
 
 
+@pytest.mark.slow
 def test_run_json_keeps_the_segment_of_a_killed_run(sample_dir, tmp_path, monkeypatch):
     """Before: run.json was written only when fit returned, so a killed segment left no record."""
     from dim_featurizer.train.cli import main
@@ -227,6 +233,7 @@ def test_dim_train_bad_inputs_are_one_line(damaged, capsys, tmp_path, name):
     assert name in one_line_error(capsys, main(args))
 
 
+@pytest.mark.slow
 def test_dim_train_resume_with_other_settings_is_one_line(sample_dir, tmp_path, capsys):
     from dim_featurizer.train.cli import main
 

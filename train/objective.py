@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dim_featurizer.elements import ELEMENT_PROPERTIES
-from dim_featurizer.model import SiteNetEncoder, gather_rows
+from dim_featurizer.model import Mish, SiteNetEncoder, gather_rows, mish
 
 from .samples import TrainingSample
 
@@ -26,7 +26,7 @@ class ScoreNet(nn.Module):
         self.out = nn.Linear(hidden, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(F.mish(self.hidden(x)))
+        return self.out(mish(self.hidden(x)))
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -95,8 +95,8 @@ class DeepInfoMax(nn.Module):
         )
         if reconstruction > 0:
             n = len(ELEMENT_PROPERTIES)
-            self.local_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), nn.Mish(), nn.Linear(64, n))
-            self.global_decoder = nn.Sequential(nn.Linear(config.global_dim, 64), nn.Mish(), nn.Linear(64, n))
+            self.local_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
+            self.global_decoder = nn.Sequential(nn.Linear(config.global_dim, 64), Mish(), nn.Linear(64, n))
         self.local_rep = ScoreNet(config.local_dim)
         # Narrow hidden layer: this net runs on every pair four times (true + three false).
         # A local sample is (neighbour's site features, distance), or with local_sample="pair" the paper's
@@ -118,7 +118,7 @@ class DeepInfoMax(nn.Module):
         lo = self.encoder.local
         d = (distance - lo.distance_mean) / lo.distance_std
         x = gather_rows(sites, index) + d.unsqueeze(-1) * w[:, -1] + self.local_sample.hidden.bias
-        g = F.mish(x if centre is None else x + centre.unsqueeze(1))
+        g = mish(x if centre is None else x + centre.unsqueeze(1))
         return torch.einsum("nh,nmh->nm", q, g) + offset.unsqueeze(1)
 
     def local_terms(self, sample: TrainingSample, mu: torch.Tensor, logvar: torch.Tensor, generator):
