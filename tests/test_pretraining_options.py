@@ -173,3 +173,22 @@ def test_pair_local_sample_adds_the_centre_atom(sample):
         pair.local_sample.hidden.weight[:, n : 2 * n] = 0.0
     for a, b in zip(terms(pair)[:2], terms(neighbour)[:2]):
         torch.testing.assert_close(a, b)  # without its centre columns it is the neighbour-only sample
+
+
+def test_masked_site_prediction_trains_its_decoder_through_the_local_encoder(dataset, tmp_path):
+    config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, masked_sites=1.0)
+    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / "masked")
+    assert hasattr(trainer.model, "masked_decoder")
+    losses = trainer.losses(trainer.model, np.arange(8), np.random.default_rng(0))
+    assert losses.masked > 0 and losses.total > losses.local_js
+    losses.masked.backward()
+    assert trainer.model.encoder.local.site_embed[0].weight.grad.abs().sum() > 0  # reaches the local encoder
+    assert trainer.model.masked_decoder[0].weight.grad.abs().sum() > 0
+    trainer.fit(pbar=False)
+    assert trainer.state["history"][0]["train_masked"] > 0
+    plain = build_setup(
+        dataset, TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2), EncodingConfig(), device="cpu"
+    )
+    assert not hasattr(plain.model, "masked_decoder")
+    zero = Trainer(plain, tmp_path / "plain").losses(plain.model, np.arange(8), np.random.default_rng(0))
+    assert float(zero.masked) == 0.0

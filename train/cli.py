@@ -35,6 +35,8 @@ OPTION_HELP = {
     "(method §3.4)",
     "amsgrad": "AdamW's amsgrad variant (method §3.7)",
     "eps": "AdamW's eps (method §3.7)",
+    "masked_sites": "weight of masked-site prediction: hide 15%% of the sites' species, predict them from their "
+    "environment; 0 for off (method §3.8)",
 }
 
 

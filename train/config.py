@@ -44,6 +44,10 @@ class TrainConfig:
             features, distance); ``"pair"``, the paper's "two atoms and a
             distance", adds the centre atom's features (§3.4).
         amsgrad, eps: AdamW options (the authors' code used amsgrad and eps 1e-7).
+        masked_sites: weight of masked-site prediction (0: off): 15% of the unique sites of each batch have
+            their site features replaced by the standardisation mean (element and oxidation state hidden,
+            wherever the site appears in the supercell), and a decoder predicts their standardised element
+            properties from the masked μ_i, that is from the environment alone (label-free).
     """
 
     epochs: int = 40
@@ -67,6 +71,7 @@ class TrainConfig:
     local_sample: str = "neighbour"
     amsgrad: bool = True
     eps: float = 1e-7
+    masked_sites: float = 0.0
 
     def __post_init__(self) -> None:
         choices = {

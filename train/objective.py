@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,10 @@ class ScoreNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(mish(self.hidden(x)))
+
+
+#: Share of a batch's unique sites hidden by masked-site prediction.
+MASK_FRACTION = 0.15
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -54,6 +58,7 @@ class Losses:
     global_js: torch.Tensor
     global_kl: torch.Tensor
     reconstruction: torch.Tensor
+    masked: torch.Tensor
     total: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
@@ -72,6 +77,8 @@ class DeepInfoMax(nn.Module):
         local_sample: ``"neighbour"`` or ``"pair"`` (``TrainConfig.local_sample``).
         reconstruction: weight of the label-free reconstruction term; its two
             decoders exist only when it is positive, so older checkpoints load.
+        masked_sites: weight of masked-site prediction (``TrainConfig.masked_sites``); its decoder exists
+            only when it is positive.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class DeepInfoMax(nn.Module):
         local_weighting: str = "uniform",
         reconstruction: float = 0.0,
         local_sample: str = "neighbour",
+        masked_sites: float = 0.0,
     ):
         super().__init__()
         config = encoder.config
@@ -97,6 +105,10 @@ class DeepInfoMax(nn.Module):
             n = len(ELEMENT_PROPERTIES)
             self.local_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
             self.global_decoder = nn.Sequential(nn.Linear(config.global_dim, 64), Mish(), nn.Linear(64, n))
+        self.masked_sites = masked_sites
+        if masked_sites > 0:
+            n = len(ELEMENT_PROPERTIES)
+            self.masked_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
         self.local_rep = ScoreNet(config.local_dim)
         # Narrow hidden layer: this net runs on every pair four times (true + three false).
         # A local sample is (neighbour's site features, distance), or with local_sample="pair" the paper's
@@ -185,6 +197,26 @@ class DeepInfoMax(nn.Module):
         local = F.mse_loss(self.local_decoder(local_mu), target)
         return local + F.mse_loss(self.global_decoder(global_mu), crystal)
 
+    def masked_site_loss(self, sample: TrainingSample, generator: torch.Generator | None) -> torch.Tensor:
+        """MSE of predicting hidden sites' standardised element properties from their environment.
+
+        A fraction :data:`MASK_FRACTION` of the batch's unique sites (at least one) have their site features
+        set to the standardisation mean, so every image of them in the supercells is hidden too; the local
+        encoder runs on that batch and a decoder reads the hidden sites' μ_i. Label-free.
+        """
+        batch, lo = sample.real, self.encoder.local
+        n_rows = batch.site_features.shape[0]
+        draw = torch.rand(n_rows, generator=generator, device=batch.site_features.device)
+        hidden = draw < MASK_FRACTION
+        hidden[torch.argmin(draw)] = True
+        features = torch.where(hidden.unsqueeze(1), lo.feature_mean.to(batch.site_features.dtype), batch.site_features)
+        masked_mu, _ = lo(replace(batch, site_features=features))
+        n = len(ELEMENT_PROPERTIES)
+        target = (batch.site_features[:, :n] - lo.feature_mean[:n]) / lo.feature_std[:n]
+        weight = hidden.to(target.dtype).unsqueeze(1)  # weighted sums: deterministic, unlike boolean indexing
+        error = (self.masked_decoder(masked_mu) - target).pow(2) * weight
+        return error.sum() / (weight.sum() * n)
+
     # -- global --------------------------------------------------------------
     @torch.no_grad()
     def _frozen_environments(self, batch) -> torch.Tensor:
@@ -240,4 +272,8 @@ class DeepInfoMax(nn.Module):
         if self.reconstruction > 0:
             reconstruction = self.reconstruction_loss(sample, local_mu, global_mu)
             total = total + self.reconstruction * reconstruction
-        return Losses(local_js, local_kl, global_js, global_kl, reconstruction, total)
+        masked = local_js.new_zeros(())
+        if self.masked_sites > 0:
+            masked = self.masked_site_loss(sample, generator)
+            total = total + self.masked_sites * masked
+        return Losses(local_js, local_kl, global_js, global_kl, reconstruction, masked, total)

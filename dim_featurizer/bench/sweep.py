@@ -49,6 +49,7 @@ VARIANTS = {
     "v8-v3-pair": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", "--local-sample", "pair"],
     "v9-v2-reference-optimiser": [*DISTANCE_SUPERCELL, *REFERENCE_OPTIMISER],
     "v10-v5-pair": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER, "--local-sample", "pair"],
+    "v11-v5-masked": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER, "--masked-sites", "1.0"],
 }
 
 
