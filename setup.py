@@ -52,6 +52,7 @@ setup(
     extras_require={
         "dask": ["dask[dataframe,distributed]>=2024.1"],
         "ase": ["ase>=3.22"],
+        "peers": ["chgnet>=0.3"],
         "train": ["matplotlib>=3.6"],
         "bench": ["matplotlib>=3.6", "joblib>=1.2", "psutil>=5.9"],
         "test": [
@@ -62,6 +63,7 @@ setup(
             "ruff>=0.5",
             "dask[dataframe,distributed]>=2024.1",
             "ase>=3.22",
+            "chgnet>=0.3",
         ],
     },
     entry_points={

@@ -92,7 +92,9 @@ def test_representation_names_come_from_the_manifest(monkeypatch):
     monkeypatch.setattr(R, "bundled_names", lambda: ["dim-a", "dim-a-ablation", "dim-b"])
     monkeypatch.setattr(R, "read_manifest", lambda: {"dim-a": {"readout": "pooled"}})
     assert R.make_featurizer("dim-untrained").readout == "pooled"  # the control reads what the default reads
-    assert list(R.representations()) == ["dim", "dim-untrained", "dim-a-ablation", "dim-b", "ofm", "xrd", "magpie"]
+    names = list(R.representations())
+    assert names[:7] == ["dim", "dim-untrained", "dim-a-ablation", "dim-b", "ofm", "xrd", "magpie"]
+    assert names[7:] in ([], ["chgnet"])  # the optional peer, when chgnet is installed
     assert R.make_featurizer("dim-b").weights == "dim-b" and R.make_featurizer("dim").weights == "dim-a"
     monkeypatch.setattr(R, "default_weights", lambda: "untrained")
     assert "dim" not in R.representations()
@@ -205,3 +207,18 @@ def test_protocol_v2_scales_on_the_unlabelled_pool(tmp_path, sample_dir):
     assert sorted(result.fits["model"].unique()) == ["linear", "mlp", "ridge"] and len(result.fits) == 6
     stored = sum(len(np.load(p)["ids"]) for p in tmp_path.rglob("part-*.npz"))
     assert stored == 240 + 20  # v2 featurises the whole pool, not only the drawn crystals
+
+
+def test_chgnet_peer_gives_a_row_per_structure(examples):
+    """The optional peer ([peers]): CHGNet's crystal features, NaN rows for what it cannot read."""
+    pytest.importorskip("chgnet")
+    from dim_featurizer.bench.representations import CHGNetFeatures, representations
+
+    assert "chgnet" in representations()
+    peer = CHGNetFeatures(batch_size=4)
+    structures = [examples["NaCl"], examples["Si"], "not a structure", examples["GaAs"]]
+    rows = np.asarray(peer.featurize_many(structures), dtype=float)
+    assert rows.shape == (4, len(peer.feature_labels())) and np.isnan(rows[2]).all()
+    assert np.isfinite(np.delete(rows, 2, axis=0)).all()
+    again = np.asarray(peer.featurize_many([examples["NaCl"]]), dtype=float)
+    np.testing.assert_allclose(again[0], rows[0], atol=1e-5)  # the same crystal alone or in a batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from collections.abc import Callable
 from functools import partial
@@ -38,6 +39,53 @@ class MagpieFromStructure:
 
     def featurize_many(self, structures, ignore_errors=True, pbar=False):
         return self.inner.featurize_many([s.composition for s in structures], ignore_errors=ignore_errors, pbar=pbar)
+
+
+class CHGNetFeatures:
+    """CHGNet's crystal feature vector (``predict_structure(..., return_crystal_feas=True, task="e")``), the
+    peer that users of universal potentials reach for; the ``chgnet`` package ships its weights
+    (``pip install 'dim_featurizer[peers]'``).
+
+    Not label-free: CHGNet was trained on Materials Project energies, forces, stresses and magnetic
+    moments (MPtrj), so it has likely seen the mp2018 test crystals, or relaxations of them. Report it
+    beside DIM with that said.
+    """
+
+    def __init__(self, batch_size: int = 64) -> None:
+        try:
+            from chgnet.model import CHGNet
+        except ImportError as e:
+            raise ImportError("the chgnet peer needs CHGNet: pip install 'dim_featurizer[peers]'") from e
+        self.model = CHGNet.load(use_device="cpu", verbose=False)
+        self.batch_size = batch_size
+
+    def feature_labels(self) -> list[str]:
+        if not hasattr(self, "width_"):  # the model's crystal feature width, read off one tiny crystal
+            from pymatgen.core import Lattice, Structure
+
+            probe = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+            self.width_ = len(self.model.predict_structure(probe, task="e", return_crystal_feas=True)["crystal_fea"])
+        return [f"CHGNet_{i}" for i in range(self.width_)]
+
+    def featurize_many(self, structures, ignore_errors=True, pbar=False):
+        """One row per structure; a structure CHGNet cannot read gets a NaN row (never dropped)."""
+        width = len(self.feature_labels())
+        rows = []
+        for start in range(0, len(structures), self.batch_size):
+            chunk = list(structures[start : start + self.batch_size])
+            try:
+                out = self.model.predict_structure(chunk, task="e", return_crystal_feas=True, batch_size=len(chunk))
+                rows += [list(map(float, o["crystal_fea"])) for o in (out if isinstance(out, list) else [out])]
+            except Exception:  # noqa: BLE001 - retry one by one, a failing structure gets NaN
+                for structure in chunk:
+                    try:
+                        o = self.model.predict_structure(structure, task="e", return_crystal_feas=True)
+                        rows.append(list(map(float, o["crystal_fea"])))
+                    except Exception:  # noqa: BLE001
+                        if not ignore_errors:
+                            raise
+                        rows.append([float("nan")] * width)
+        return rows
 
 
 def _matminer(name: str) -> Callable[[], object]:
@@ -77,7 +125,10 @@ def representations() -> dict[str, Callable[[], object]]:
     for name in bundled_names():
         if name != default:
             reps[name] = partial(DeepInfoMaxFeaturizer, weights=name, pbar=False)
-    return reps | MATMINER
+    reps |= MATMINER
+    if importlib.util.find_spec("chgnet") is not None:  # an optional peer: [peers]
+        reps["chgnet"] = CHGNetFeatures
+    return reps
 
 
 def make_featurizer(name: str) -> object:
