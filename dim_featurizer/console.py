@@ -29,10 +29,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(ValueError(message))} (see {self.prog} --help)\n")
 
 
-def report_errors(prog: str, run: Callable[[], int]) -> int:
-    """Return ``run()``; a user error instead prints ``prog: message`` on stderr and returns 1."""
+def report_errors(prog: str, run: Callable[[], object]) -> int:
+    """The exit status of ``run()``: its return value when that is an int, else 0; a user error instead prints
+    ``prog: message`` on stderr and returns 1."""
     try:
-        return run()
+        status = run()
+        return status if isinstance(status, int) else 0
     except USER_ERRORS as e:
         text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e) or type(e).__name__
         print(f"{prog}: {' '.join(text.split())}", file=sys.stderr)

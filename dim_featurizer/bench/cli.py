@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return import_module(f"{__package__}.{SUBCOMMANDS[argv[0]]}").main(argv[1:])
     options = vars(build_parser().parse_args(argv))  # every dest but the two negations is a run_benchmark argument
     tsne, pbar = not options.pop("no_tsne"), not options.pop("no_progress")
-    return report_errors("dim-bench", lambda: run_benchmark(**options, tsne=tsne, pbar=pbar) and 0)
+    return report_errors("dim-bench", lambda: run_benchmark(**options, tsne=tsne, pbar=pbar))
 
 
 if __name__ == "__main__":

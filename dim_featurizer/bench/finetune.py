@@ -252,4 +252,4 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     """``dim-bench finetune``: run :func:`run_finetune` from the command line; returns the exit status."""
     options = vars(build_parser().parse_args(argv))
-    return report_errors("dim-bench finetune", lambda: run_finetune(**options) and 0)
+    return report_errors("dim-bench finetune", lambda: run_finetune(**options))
