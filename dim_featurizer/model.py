@@ -18,6 +18,9 @@ from dim_featurizer.batching import Batch
 from dim_featurizer.config import ModelConfig
 from dim_featurizer.elements import element_table, supported_atomic_numbers
 
+#: Most (site, neighbour) pairs per chunk of :meth:`LocalEncoder.environments`: ~4 MB per (pairs, 2h) tensor.
+CACHE_PAIRS = 8192
+
 
 class _MishFunction(torch.autograd.Function):
     """Mish with the closed forms below: forward and backward together are 4x faster than ``F.mish`` on CPU."""
@@ -37,17 +40,16 @@ class _MishFunction(torch.autograd.Function):
 
 
 def mish(x: torch.Tensor) -> torch.Tensor:
-    """Mish, x·tanh(softplus(x)), computed as x·n/(n + 2) with n = eˣ(eˣ + 2).
+    """Mish, x·tanh(softplus(x)), computed as x − 2x/((1 + eˣ)² + 1).
 
-    The same function as ``F.mish`` (within 1e-6 in float32; above x = 20, n/(n + 2) is 1), but
-    ``F.mish`` is not vectorised well on CPU: this is 1.6x faster without gradients (in place) and 4x
-    faster forward and backward together.
+    The same function as ``F.mish`` (within 1e-6 in float32; where eˣ overflows the result is x, as it
+    should be), but ``F.mish`` is not vectorised well on CPU: this is ~2x faster without gradients (five
+    passes, no temporaries but one) and 4x faster forward and backward together.
     """
     if torch.is_grad_enabled() and x.requires_grad:
         return _MishFunction.apply(x)
-    e = torch.exp(torch.clamp(x, max=20.0))
-    n = e.mul_(e + 2.0)
-    return n.div_(n + 2.0).mul_(x)
+    d = torch.exp(x).add_(1.0).square_().add_(1.0)
+    return torch.addcdiv(x, x, d, value=-2.0)
 
 
 class Mish(nn.Module):
@@ -140,20 +142,30 @@ class LocalEncoder(nn.Module):
 
         Returns:
             (R, hidden) s_i. Rows are processed in chunks of at most
-            ``max_pairs`` pairs, so memory stays bounded for huge cells.
+            ``max_pairs`` pairs (``CACHE_PAIRS`` without gradients), so memory
+            stays bounded for huge cells.
         """
         h = self.hidden
         pre = (self.attention_pre[0], self.value_pre[0])
         weight = torch.cat([m.weight for m in pre])  # (2h, 3h): both heads at once
         bias = torch.cat([m.bias for m in pre])
-        norms = (self.attention_pre[2], self.value_pre[2])
-        norm_weight = torch.stack([m.weight for m in norms])
-        norm_bias = torch.stack([m.bias for m in norms])
         # Linear([h_i, h_j, e]) = W_i h_i + W_j h_j + W_e e: project each site once, not per pair.
         center = F.linear(sites, weight[:, :h], bias)
         neighbor = F.linear(sites, weight[:, h : 2 * h])
+        # Each head's LayerNorm affine (γ, β) is folded into the linear layer after it, and the value
+        # block's own affine is applied after the attention sum (the weights sum to 1): per pair, only
+        # the parameter-free normalisations remain.
+        attention_norm, value_norm = self.attention_pre[2], self.value_pre[2]
+        attention_weight = self.attention_out.weight * attention_norm.weight
+        attention_bias = self.attention_out.bias + self.attention_out.weight @ attention_norm.bias
+        value_linear, value_out_norm = self.value_out[0], self.value_out[2]
+        value_weight = value_linear.weight * value_norm.weight
+        value_bias = value_linear.bias + value_linear.weight @ value_norm.bias
         width = max(1, distances.shape[1])
-        step = max(1, self.max_pairs // width)
+        # Without gradients, small chunks keep the per-pair tensors in cache between their ~20 elementwise
+        # passes; with them, every intermediate is kept for the backward pass anyway.
+        chunk = self.max_pairs if torch.is_grad_enabled() else min(self.max_pairs, CACHE_PAIRS)
+        step = max(1, chunk // width)
         out = []
         for start in range(0, len(rows), step):
             stop = start + step
@@ -163,14 +175,16 @@ class LocalEncoder(nn.Module):
             x = gather_rows(F.linear(self.distance_embed(d.unsqueeze(-1)), weight[:, 2 * h :]), inverse)
             x += gather_rows(neighbor, neighbor_index[start:stop])
             x += gather_rows(center, rows[start:stop]).unsqueeze(1)
-            # Mish, then each head's LayerNorm, on the contiguous (R, M, 2, h) tensor at once.
-            x = F.layer_norm(mish(x).unflatten(-1, (2, h)), (h,)) * norm_weight + norm_bias
-            logits = self.attention_out(x[..., 0, :]).squeeze(-1)
+            # Mish, then both heads' normalisation, on the contiguous (R, M, 2, h) tensor at once.
+            x = F.layer_norm(mish(x).unflatten(-1, (2, h)), (h,))
+            logits = F.linear(x[..., 0, :], attention_weight, attention_bias).squeeze(-1)
             logits = logits.masked_fill(~mask[start:stop], float("-inf"))
             weights = torch.softmax(logits, dim=-1)
-            values = self.value_out(x[..., 1, :])
+            values = F.layer_norm(mish(F.linear(x[..., 1, :], value_weight, value_bias)), (h,))
             out.append(torch.einsum("rm,rmh->rh", weights, values))
-        return torch.cat(out) if out else sites.new_zeros((0, h))
+        if not out:
+            return sites.new_zeros((0, h))
+        return torch.cat(out) * value_out_norm.weight + value_out_norm.bias
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (μ_i, log σ²_i), each (N, local_dim), for every unique site in the batch."""

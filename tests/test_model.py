@@ -36,13 +36,39 @@ def reference_local(encoder, batch):
     return lo.mu(s), lo.logvar(s)
 
 
+def trained_like_encoder(seed: int = 3) -> SiteNetEncoder:
+    """An untrained encoder whose LayerNorm scales and shifts are not the identity (as after training), so
+    that folding them into the neighbouring layers is tested."""
+    encoder = untrained_encoder(seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(1.0 + 0.5 * torch.randn(module.weight.shape, generator=generator))
+                module.bias.copy_(0.3 * torch.randn(module.bias.shape, generator=generator))
+    return encoder
+
+
 def test_fast_path_equals_literal_architecture(batch):
-    encoder = untrained_encoder(seed=3)
+    encoder = trained_like_encoder()
     with torch.no_grad():
         mu, logvar = encoder.local(batch)
         ref_mu, ref_logvar = reference_local(encoder, batch)
     torch.testing.assert_close(mu, ref_mu, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logvar, ref_logvar, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_path_has_the_literal_architectures_gradients(batch):
+    encoder = trained_like_encoder()
+    grads = []
+    for local in (encoder.local, lambda b: reference_local(encoder, b)):
+        encoder.zero_grad()
+        mu, logvar = local(batch)
+        (mu.square().mean() + logvar.tanh().sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in encoder.local.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_shapes_and_noise_free_embedding(batch):
@@ -56,7 +82,7 @@ def test_shapes_and_noise_free_embedding(batch):
 
 def test_pair_chunking_does_not_change_results(batch):
     small = untrained_encoder(ModelConfig(max_pairs=97))
-    large = untrained_encoder(ModelConfig(max_pairs=10**7))
+    large = untrained_encoder(ModelConfig(max_pairs=10**7))  # chunks of CACHE_PAIRS
     torch.testing.assert_close(small.embed(batch), large.embed(batch), atol=1e-5, rtol=1e-5)
 
 
@@ -170,8 +196,11 @@ def test_a_folder_without_a_recorded_hash_is_refused(tmp_path):
 def test_mish_is_torchs_mish_in_value_and_gradient():
     from dim_featurizer.model import mish
 
-    x = torch.cat([torch.randn(10_000) * 4, torch.tensor([-100.0, -30.0, 0.0, 19.9, 20.0, 21.0, 50.0])])
-    np.testing.assert_allclose(mish(x), F.mish(x), atol=2e-6)
+    x = torch.cat(
+        [torch.randn(10_000) * 4, torch.tensor([-100.0, -30.0, 0.0, 19.9, 20.0, 21.0, 50.0, 88.0, 89.0, 1e3, 1e30])]
+    )
+    np.testing.assert_allclose(mish(x), F.mish(x), atol=2e-6, rtol=1e-6)
+    x = x[x.abs() < 1e3]  # the gradient's closed form clamps at 20
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
     mish(a).sum().backward()
     F.mish(b).sum().backward()
