@@ -192,3 +192,34 @@ def test_masked_site_prediction_trains_its_decoder_through_the_local_encoder(dat
     assert not hasattr(plain.model, "masked_decoder")
     zero = Trainer(plain, tmp_path / "plain").losses(plain.model, np.arange(8), np.random.default_rng(0))
     assert float(zero.masked) == 0.0
+
+
+def test_jittered_view_moves_every_real_pair_by_about_its_scale_and_nothing_else(sample):
+    from dim_featurizer.train.objective import MIN_JITTERED_DISTANCE, jittered_view
+
+    batch = sample.real
+    view = jittered_view(batch, 0.05, torch.Generator().manual_seed(0))
+    again = jittered_view(batch, 0.05, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(view.distances, again.distances, atol=0, rtol=0)  # seeded
+    real = batch.distances > 0
+    assert torch.equal(view.distances[~real], batch.distances[~real])  # self pairs and padding stay 0
+    assert torch.equal(view.neighbor_index, batch.neighbor_index) and torch.equal(view.mask, batch.mask)
+    moved = (view.distances - batch.distances)[real]
+    assert (moved != 0).all() and view.distances[real].min() >= MIN_JITTERED_DISTANCE
+    # |Δd| ≲ 1% strain of d plus √2·σ·z with σ ≤ 0.05 Å: far under 0.5 Å, but not zero on average.
+    assert moved.abs().max() < 0.5 and moved.abs().mean() > 0.005
+
+
+def test_jitter_pairs_the_jittered_view_with_its_own_clean_crystal(dataset, tmp_path):
+    def losses(jitter: float):
+        config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, jitter=jitter)
+        trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / f"j{jitter}")
+        return trainer, trainer.losses(trainer.model, np.arange(8), np.random.default_rng(0))
+
+    (_, plain), (trainer, jittered) = losses(0.0), losses(0.05)
+    assert trainer.model.jitter == 0.05 and torch.isfinite(jittered.total)
+    assert float(jittered.local_js) != float(plain.local_js)  # same weights and draws, another view
+    jittered.total.backward()
+    assert trainer.model.encoder.local.distance_embed[0].weight.grad.abs().sum() > 0
+    trainer.fit(pbar=False)
+    assert np.isfinite(trainer.state["history"][0]["train_total"])

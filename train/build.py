@@ -25,7 +25,16 @@ from .objective import DeepInfoMax
 from .samples import SizeIndex, TrainingSample, make_sample
 
 #: The TrainConfig fields that shape the objective, passed to DeepInfoMax under the same names.
-OBJECTIVE_OPTIONS = ("alpha", "beta", "only_other", "local_weighting", "reconstruction", "local_sample", "masked_sites")
+OBJECTIVE_OPTIONS = (
+    "alpha",
+    "beta",
+    "only_other",
+    "local_weighting",
+    "reconstruction",
+    "local_sample",
+    "masked_sites",
+    "jitter",
+)
 #: Seed-sequence key of the validation split and validation draws, apart from any epoch number.
 VAL_STREAM = 1_000_003
 

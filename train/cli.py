@@ -37,6 +37,8 @@ OPTION_HELP = {
     "eps": "AdamW's eps (method §3.7)",
     "masked_sites": "weight of masked-site prediction: hide 15%% of the sites' species, predict them from their "
     "environment; 0 for off (method §3.8)",
+    "jitter": "augmented true samples: largest per-crystal displacement scale in Å of a jittered, strained view "
+    "that must pair with its own crystal; 0 for off (method §3.8)",
 }
 
 

@@ -48,6 +48,9 @@ class TrainConfig:
             their site features replaced by the standardisation mean (element and oxidation state hidden,
             wherever the site appears in the supercell), and a decoder predicts their standardised element
             properties from the masked μ_i, that is from the environment alone (label-free).
+        jitter: augmented true samples (0: off): the largest per-crystal displacement scale σ_c, Å, of a
+            thermally jittered, 1%-strained view of each crystal whose representations must recognise the
+            clean crystal's pairs and environments as their own (``objective.jittered_view``; paper §4.5).
     """
 
     epochs: int = 40
@@ -72,6 +75,7 @@ class TrainConfig:
     amsgrad: bool = True
     eps: float = 1e-7
     masked_sites: float = 0.0
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         choices = {

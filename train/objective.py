@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dim_featurizer.batching import Batch
 from dim_featurizer.elements import ELEMENT_PROPERTIES
 from dim_featurizer.model import Mish, SiteNetEncoder, gather_rows, mish
 
@@ -31,6 +32,10 @@ class ScoreNet(nn.Module):
 
 #: Share of a batch's unique sites hidden by masked-site prediction.
 MASK_FRACTION = 0.15
+#: Standard deviation of the isotropic strain of an augmented (jittered) view.
+STRAIN = 0.01
+#: Shortest distance (Å) a jittered pair may reach.
+MIN_JITTERED_DISTANCE = 0.1
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -42,6 +47,25 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
     """z = μ + σ·ε with ε ~ N(0, I) drawn from ``generator``."""
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + (0.5 * logvar).exp() * eps
+
+
+def jittered_view(batch: Batch, jitter: float, generator: torch.Generator | None) -> Batch:
+    """A thermally jittered, slightly strained view of ``batch``: an augmented *true* sample (paper §4.5).
+
+    Each crystal draws its own displacement scale σ_c ~ U(0, ``jitter``) Å and an isotropic strain
+    ε_c ~ N(0, :data:`STRAIN`²); every (site, atom) distance becomes d(1 + ε_c) + √2·σ_c·z, z ~ N(0, 1),
+    the spread of the distance between two atoms each displaced by N(0, σ_c²) along the bond (pairs are
+    jittered independently: a view of the distances, not a re-encoded geometry). Self pairs and padding
+    stay 0; no distance falls below :data:`MIN_JITTERED_DISTANCE`.
+    """
+    d = batch.distances
+    n = batch.n_crystals
+    sigma = jitter * torch.rand(n, generator=generator, device=d.device, dtype=d.dtype)
+    strain = 1.0 + STRAIN * torch.randn(n, generator=generator, device=d.device, dtype=d.dtype)
+    noise = torch.randn(d.shape, generator=generator, device=d.device, dtype=d.dtype)
+    row = batch.crystal_index
+    moved = d * strain[row].unsqueeze(1) + (2.0**0.5) * sigma[row].unsqueeze(1) * noise
+    return replace(batch, distances=torch.where(d > 0, moved.clamp_min(MIN_JITTERED_DISTANCE), d))
 
 
 def _scatter_mean(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
@@ -79,6 +103,7 @@ class DeepInfoMax(nn.Module):
             decoders exist only when it is positive, so older checkpoints load.
         masked_sites: weight of masked-site prediction (``TrainConfig.masked_sites``); its decoder exists
             only when it is positive.
+        jitter: largest displacement scale (Å) of the augmented true samples (``TrainConfig.jitter``; 0: off).
     """
 
     def __init__(
@@ -91,6 +116,7 @@ class DeepInfoMax(nn.Module):
         reconstruction: float = 0.0,
         local_sample: str = "neighbour",
         masked_sites: float = 0.0,
+        jitter: float = 0.0,
     ):
         super().__init__()
         config = encoder.config
@@ -106,6 +132,7 @@ class DeepInfoMax(nn.Module):
             self.local_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
             self.global_decoder = nn.Sequential(nn.Linear(config.global_dim, 64), Mish(), nn.Linear(64, n))
         self.masked_sites = masked_sites
+        self.jitter = jitter
         if masked_sites > 0:
             n = len(ELEMENT_PROPERTIES)
             self.masked_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
@@ -222,8 +249,11 @@ class DeepInfoMax(nn.Module):
     def _frozen_environments(self, batch) -> torch.Tensor:
         return self.encoder.local(batch)[0]
 
-    def global_terms(self, sample: TrainingSample, local_mu: torch.Tensor, generator):
-        """Per-crystal JS terms.
+    def global_terms(
+        self, sample: TrainingSample, local_mu: torch.Tensor, generator, environments: torch.Tensor | None = None
+    ):
+        """Per-crystal JS terms. μ_G is computed from ``local_mu``; its true samples are ``environments``
+        (default ``local_mu`` itself; the clean crystal's when ``local_mu`` is of a jittered view).
 
         Returns:
             the real term (crystals,), the false terms (kinds × crystals: other
@@ -235,7 +265,7 @@ class DeepInfoMax(nn.Module):
         mu, logvar = self.encoder.global_(local_mu, real.crystal_index, real.n_crystals)
         rep = self.global_rep(reparameterise(mu, logvar, generator))
         n = real.n_crystals
-        environments = local_mu.detach()
+        environments = (local_mu if environments is None else environments).detach()
         true = (rep[real.crystal_index] * self.global_sample(environments)).sum(-1)
         true_term = _scatter_mean(F.softplus(-true), real.crystal_index, n)
         # "Other crystal": crystal c scores the environments of other_crystal[c].
@@ -254,19 +284,28 @@ class DeepInfoMax(nn.Module):
         return true_term, torch.stack(false_terms), torch.stack(weights), mu, logvar
 
     def global_loss(
-        self, sample: TrainingSample, local_mu: torch.Tensor, generator
+        self, sample: TrainingSample, local_mu: torch.Tensor, generator, environments: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Global JS over each crystal's environments, the global KL, and μ_G."""
-        true_term, false_terms, weights, mu, logvar = self.global_terms(sample, local_mu, generator)
+        """Global JS over each crystal's environments, the global KL, and μ_G (arguments as :meth:`global_terms`)."""
+        true_term, false_terms, weights, mu, logvar = self.global_terms(sample, local_mu, generator, environments)
         false_term = (false_terms * weights).sum(0) / weights.sum(0)
         return (true_term + false_term).mean(), gaussian_kl(mu, logvar), mu
 
     def forward(self, sample: TrainingSample, generator: torch.Generator | None = None) -> Losses:
-        """All losses for one step: α·JS + β·KL at each level, summed, plus the reconstruction term when on."""
-        local_mu, local_logvar = self.encoder.local(sample.real)
+        """All losses for one step: α·JS + β·KL at each level, summed, plus the reconstruction term when on.
+
+        With ``jitter``, the representations come from a jittered view of each crystal and must recognise
+        the clean crystal's own pairs (local) and environments (global) as true samples.
+        """
+        environments = None
+        if self.jitter > 0:
+            environments = self._frozen_environments(sample.real)
+            local_mu, local_logvar = self.encoder.local(jittered_view(sample.real, self.jitter, generator))
+        else:
+            local_mu, local_logvar = self.encoder.local(sample.real)
         local_js = self.local_loss(sample, local_mu, local_logvar, generator)
         local_kl = gaussian_kl(local_mu, local_logvar)
-        global_js, global_kl, global_mu = self.global_loss(sample, local_mu, generator)
+        global_js, global_kl, global_mu = self.global_loss(sample, local_mu, generator, environments)
         total = self.alpha * (local_js + global_js) + self.beta * (local_kl + global_kl)
         reconstruction = local_js.new_zeros(())
         if self.reconstruction > 0:

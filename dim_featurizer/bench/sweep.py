@@ -37,6 +37,8 @@ BASELINE = ["--local-weighting", "uniform", "--permutation", "sites", "--reconst
 BASELINE += ["--lr", "8.12e-4", "--weight-decay", "0.01", "--grad-clip", "5", "--no-amsgrad", "--eps", "1e-8"]
 DISTANCE_SUPERCELL = ["--local-weighting", "distance", "--permutation", "supercell"]
 REFERENCE_OPTIMISER = ["--lr", "1e-4", "--amsgrad", "--eps", "1e-7", "--weight-decay", "1e-4", "--grad-clip", "0"]
+#: v5, the options of the default weights (r2).
+V5 = [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER]
 VARIANTS = {
     "v0-baseline": [],
     "v1-distance": ["--local-weighting", "distance"],
@@ -50,6 +52,8 @@ VARIANTS = {
     "v9-v2-reference-optimiser": [*DISTANCE_SUPERCELL, *REFERENCE_OPTIMISER],
     "v10-v5-pair": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER, "--local-sample", "pair"],
     "v11-v5-masked": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER, "--masked-sites", "1.0"],
+    "v12-v5-masked0.25": [*V5, "--masked-sites", "0.25"],
+    "v13-v5-jitter": [*V5, "--jitter", "0.05"],
 }
 
 
