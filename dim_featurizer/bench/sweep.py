@@ -54,6 +54,9 @@ VARIANTS = {
     "v11-v5-masked": [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER, "--masked-sites", "1.0"],
     "v12-v5-masked0.25": [*V5, "--masked-sites", "0.25"],
     "v13-v5-jitter": [*V5, "--jitter", "0.05"],
+    # A second seed of v5 and v12, to tell v12's 1% lead from one run's noise.
+    "v14-v5-seed1": [*V5, "--seed", "1"],
+    "v15-v12-seed1": [*V5, "--masked-sites", "0.25", "--seed", "1"],
 }
 
 
