@@ -297,12 +297,10 @@ class DeepInfoMax(nn.Module):
         With ``jitter``, the representations come from a jittered view of each crystal and must recognise
         the clean crystal's own pairs (local) and environments (global) as true samples.
         """
-        environments = None
-        if self.jitter > 0:
-            environments = self._frozen_environments(sample.real)
-            local_mu, local_logvar = self.encoder.local(jittered_view(sample.real, self.jitter, generator))
-        else:
-            local_mu, local_logvar = self.encoder.local(sample.real)
+        jittered = self.jitter > 0
+        view = jittered_view(sample.real, self.jitter, generator) if jittered else sample.real
+        local_mu, local_logvar = self.encoder.local(view)
+        environments = self._frozen_environments(sample.real) if jittered else None
         local_js = self.local_loss(sample, local_mu, local_logvar, generator)
         local_kl = gaussian_kl(local_mu, local_logvar)
         global_js, global_kl, global_mu = self.global_loss(sample, local_mu, generator, environments)
