@@ -223,3 +223,10 @@ def test_jitter_pairs_the_jittered_view_with_its_own_clean_crystal(dataset, tmp_
     assert trainer.model.encoder.local.distance_embed[0].weight.grad.abs().sum() > 0
     trainer.fit(pbar=False)
     assert np.isfinite(trainer.state["history"][0]["train_total"])
+
+
+@pytest.mark.parametrize("name", ["reconstruction", "masked_sites", "jitter"])
+def test_negative_or_nan_term_weights_are_refused_by_name(name):
+    for bad in (-0.05, float("nan")):
+        with pytest.raises(ValueError, match=f"{name} must be 0"):
+            TrainConfig(**{name: bad})
