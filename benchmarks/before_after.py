@@ -15,7 +15,6 @@ Rounds alternate old and new, so a shared machine's drift hits both alike. Write
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import torch
 
 from dim_featurizer import encoding as new_encoding
 from dim_featurizer.batching import collate, plan_batches
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.provenance import hardware
 from dim_featurizer.readers import default_data_dir, read_frame, read_split
 from dim_featurizer.weights import load_weights
@@ -55,7 +55,7 @@ def timed(function, *args):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
     p.add_argument("--commit", default="d21f443", help="the earlier commit")
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="where mp2018 lives")
     p.add_argument("--n", type=int, default=1000, help="test crystals")

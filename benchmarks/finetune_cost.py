@@ -9,7 +9,6 @@ the same weights and fits RidgeCV. It writes ``finetune_cost_<device>.{json,txt}
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from dim_featurizer import DeepInfoMaxFeaturizer, DIMRegressor
 from dim_featurizer.bench.tasks import load_task
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.examples import sample_data_dir
 from dim_featurizer.provenance import run_record
 from dim_featurizer.readers import default_data_dir
@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
     p.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 250], help="labelled crystals per fit")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")

@@ -25,7 +25,6 @@ and pass it as ``--data-dir``:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pickle
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.encoding import check_entry
 from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir, read_frame, read_split
@@ -189,19 +189,19 @@ def summary(report: dict, tolerance: float) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=default_data_dir())
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--n", type=int, default=10000)
-    p.add_argument("--n-compare", type=int, default=1000)
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder ($DIM_DATA_DIR)")
+    p.add_argument("--device", default="cuda", help="torch device of the network")
+    p.add_argument("--n", type=int, default=10000, help="structures featurised")
+    p.add_argument("--n-compare", type=int, default=1000, help="structures compared between CPU and the device")
     p.add_argument("--n-jobs", type=int, default=-1, help="encoding processes (-1: all cores)")
     p.add_argument("--train-steps", type=int, default=150, help="steps before the stop, and again after the resume")
     p.add_argument("--train-limit", type=int, default=20000, help="training-split crystals to pretrain on")
-    p.add_argument("--train-batch-sites", type=int, default=1200)
-    p.add_argument("--tolerance", type=float, default=1e-4)
-    p.add_argument("--weights", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent)
+    p.add_argument("--train-batch-sites", type=int, default=1200, help="unique sites per training batch")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest CPU/device difference accepted")
+    p.add_argument("--weights", default=None, help="DIM weights (None: the package default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the structures drawn")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent, help="folder for the outputs")
     args = p.parse_args()
 
     split = read_split(args.data_dir / SPLIT)

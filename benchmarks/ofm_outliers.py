@@ -18,7 +18,6 @@ Reads features from the harness cache only (run ``dim-bench`` first).
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pandas as pd
 from dim_featurizer.bench.protocol import make_model
 from dim_featurizer.bench.representations import cached_features
 from dim_featurizer.bench.tasks import load_task
+from dim_featurizer.console import Parser
 from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir
 from dim_featurizer.sampling import draw_subsets
@@ -36,10 +36,10 @@ REPS = ("ofm", "dim-untrained")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
-    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/dim-bench"))
-    parser.add_argument("--budget", type=int, default=1000)
+    parser = Parser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder ($DIM_DATA_DIR)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(".cache/dim-bench"), help="feature cache of dim-bench")
+    parser.add_argument("--budget", type=int, default=1000, help="labelled crystals per fit")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(

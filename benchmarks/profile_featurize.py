@@ -9,7 +9,6 @@ workers' share shows as waiting. Weights are loaded and the pool warmed before p
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.provenance import hardware
 from dim_featurizer.readers import default_data_dir, read_frame, read_split
 
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder")
     p.add_argument("--n", type=int, default=1000, help="test crystals")
     p.add_argument("--n-jobs", type=int, default=1, help="encoding processes")

@@ -8,7 +8,6 @@ false samples, the forward and backward passes, and the validation losses.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -20,6 +19,7 @@ from dim_featurizer.train.config import TrainConfig
 from dim_featurizer.train.loop import Trainer
 from dim_featurizer.train.run import prepare_setup
 
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.provenance import hardware
 from dim_featurizer.readers import default_data_dir
 
@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder")
     p.add_argument("--limit", type=int, default=4000, help="training crystals of the proxy")
     p.add_argument("--cache-dir", default=".cache/dim-encodings", help="encoded-crystal cache")

@@ -21,7 +21,6 @@ children, sampled every 0.05 s. The result is written beside this script as
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir
 
@@ -65,16 +65,16 @@ def measure(command: list[str]) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=default_data_dir())
-    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 36738])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--n-jobs", type=int, default=1)
-    p.add_argument("--chunk-size", type=int, default=5000)
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder ($DIM_DATA_DIR)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 36738], help="numbers of structures per run")
+    p.add_argument("--device", default="cpu", help="torch device of the network")
+    p.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
+    p.add_argument("--chunk-size", type=int, default=5000, help="structures per written part")
     p.add_argument("--small-chunk-size", type=int, default=1000, help="chunk size of the second streaming run")
     p.add_argument("--seed", type=int, default=0, help="seeds the shuffle the sizes are drawn from")
-    p.add_argument("--weights", default=None)
-    p.add_argument("--out", type=Path, default=Path(__file__).parent)
+    p.add_argument("--weights", default=None, help="DIM weights (None: the package default)")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent, help="folder for the outputs")
     args = p.parse_args()
     from monty.io import zopen
 

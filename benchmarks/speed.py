@@ -16,7 +16,6 @@ Prints a table and writes ``speed_<device>.{json,txt}`` beside this script, with
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.provenance import hardware, machine
 from dim_featurizer.readers import default_data_dir, read_frame, read_split
 
@@ -35,12 +35,12 @@ def timed(featurizer, structures, **kwargs) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=default_data_dir())
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--weights", default=None)
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder ($DIM_DATA_DIR)")
+    p.add_argument("--n", type=int, default=1000, help="structures featurised")
+    p.add_argument("--seed", type=int, default=0, help="seed of the structures drawn")
+    p.add_argument("--device", default="cpu", help="torch device of the network")
+    p.add_argument("--weights", default=None, help="DIM weights (None: the package default)")
     p.add_argument("--skip-ofm", action="store_true", help="OFM takes ~0.4 s per structure")
     p.add_argument("--n-jobs", type=int, default=2, help="encoding processes of the second DIM run")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (see above)")

@@ -17,7 +17,6 @@ Writes ``train_speed_<device>.json`` beside this script.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from dim_featurizer.train.data import load_structures
 from dim_featurizer.train.loop import TrainConfig, Trainer, epoch_batches, step_rng
 
 from dim_featurizer.config import EncodingConfig
+from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.model import LocalEncoder
 from dim_featurizer.provenance import machine
 from dim_featurizer.readers import default_data_dir, read_split
@@ -55,12 +55,12 @@ def run_steps(trainer: Trainer, batches, steps: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=default_data_dir())
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--cache-dir", default=".cache/dim-encodings")
+    p = Parser(description=__doc__, formatter_class=ScriptHelp)
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder ($DIM_DATA_DIR)")
+    p.add_argument("--steps", type=int, default=20, help="training steps timed")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    p.add_argument("--device", default="cpu", help="torch device of the network")
+    p.add_argument("--cache-dir", default=".cache/dim-encodings", help="feature cache of dim-bench")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = args.data_dir

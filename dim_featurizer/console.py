@@ -17,6 +17,10 @@ from dim_featurizer.errors import WeightsError, one_line
 USER_ERRORS = (OSError, ValueError, KeyError, EOFError, ImportError, WeightsError)
 
 
+class ScriptHelp(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Help for a script whose description is its docstring: the text kept as written, every default shown."""
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose help shows every default and whose usage errors are one line."""
 
