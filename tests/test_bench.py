@@ -94,10 +94,36 @@ def test_representation_names_come_from_the_manifest(monkeypatch):
     assert R.make_featurizer("dim-untrained").readout == "pooled"  # the control reads what the default reads
     names = list(R.representations())
     assert names[:7] == ["dim", "dim-untrained", "dim-a-ablation", "dim-b", "ofm", "xrd", "magpie"]
-    assert names[7:] in ([], ["chgnet"])  # the optional peer, when chgnet is installed
+    assert names[7:] in (["dim+magpie"], ["dim+magpie", "chgnet"])  # chgnet: the optional peer, when installed
+    assert list(R.dim_members("dim+magpie")) == ["dim"] and R.dim_members("magpie") == {}
     assert R.make_featurizer("dim-b").weights == "dim-b" and R.make_featurizer("dim").weights == "dim-a"
     monkeypatch.setattr(R, "default_weights", lambda: "untrained")
-    assert "dim" not in R.representations()
+    assert "dim" not in R.representations() and "dim+magpie" not in R.representations()
+
+
+def test_concatenation_reads_its_parts_caches(tmp_path, real_structures):
+    """``dim+magpie`` is the two cached blocks side by side, and featurising it directly gives the same."""
+    from dim_featurizer.bench.representations import make_featurizer
+
+    structures = pd.Series(real_structures[:6], index=[f"s{i}" for i in range(6)])
+    both = cached_features("dim+magpie", structures, tmp_path, chunk=4, pbar=False)
+    dim = cached_features("dim", structures, tmp_path, pbar=False)
+    magpie = cached_features("magpie", structures, tmp_path, pbar=False)
+    assert both.shape == (6, dim.shape[1] + magpie.shape[1]) and list(both.columns) == list(range(both.shape[1]))
+    np.testing.assert_array_equal(both.to_numpy(), np.hstack([dim.to_numpy(), magpie.to_numpy()]))
+    assert not (tmp_path / "dim+magpie").exists()  # no third copy of the features
+    direct = np.asarray(make_featurizer("dim+magpie").featurize_many(list(structures)))
+    np.testing.assert_allclose(direct, both.to_numpy(), rtol=1e-5, atol=1e-6)
+    assert len(make_featurizer("dim+magpie").feature_labels()) == both.shape[1]
+
+
+def test_pool_limit_is_a_seeded_sample_of_the_pool(sample_dir):
+    whole = load_task("phonons", sample_dir)
+    a, b = (load_task("phonons", sample_dir, pool_limit=50, seed=3) for _ in range(2))
+    assert len(a.pool) == 50 and a.pool.index.equals(b.pool.index) and set(a.pool.index) <= set(whole.pool.index)
+    assert not a.pool.index.equals(load_task("phonons", sample_dir, pool_limit=50, seed=4).pool.index)
+    assert a.pool.index.equals(whole.pool.index[whole.pool.index.isin(a.pool.index)])  # pool order kept
+    assert a.test.index.equals(whole.test.index)
 
 
 def test_fits_are_paired_and_reported(tmp_path):
@@ -222,3 +248,47 @@ def test_chgnet_peer_gives_a_row_per_structure(examples):
     assert np.isfinite(np.delete(rows, 2, axis=0)).all()
     again = np.asarray(peer.featurize_many([examples["NaCl"]]), dtype=float)
     np.testing.assert_allclose(again[0], rows[0], atol=1e-5)  # the same crystal alone or in a batch
+
+
+def test_earlier_fits_are_kept_extended_and_carried(tmp_path, sample_dir, monkeypatch):
+    """More draws fit only the new ones; other columns are carried; a changed seed or weights keeps nothing."""
+    from dim_featurizer.bench import run as R
+
+    fitted = []
+    original = R.run_fits
+    monkeypatch.setattr(R, "run_fits", lambda *a, **k: fitted.append(sorted(a[5])) or original(*a, **k))
+    out = tmp_path / "out"
+
+    def bench(reps, draws, cache, seed=0):
+        fitted.clear()
+        options = dict(tasks=["phonons"], budgets=[20], test_limit=20, data_dir=sample_dir, n_jobs=1, pbar=False)
+        return R.run_benchmark(out, representations=reps, draws=draws, cache_dir=tmp_path / cache, seed=seed,
+                               log=None, tsne=False, **options)  # fmt: skip
+
+    first = bench(["magpie"], 2, "a").fits
+    assert fitted == [[(20, 0), (20, 1)]]
+    second = bench(["magpie"], 3, "b").fits  # a fresh cache: only the earlier outputs are reused
+    assert fitted == [[(20, 2)]]
+    pd.testing.assert_frame_equal(second[second["draw"] < 2].reset_index(drop=True), first)
+    third = bench(["dim-untrained"], 3, "c").fits
+    assert fitted == [[(20, 0), (20, 1), (20, 2)]] and set(third["representation"]) == {"magpie", "dim-untrained"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["carried"] == ["phonons/magpie"] and "dim-untrained" in run["weights"]
+    run["weights"]["dim-untrained"]["seed"] = 7  # other weights: its fits are not this column's any more
+    (out / "run.json").write_text(json.dumps(run))
+    bench(["dim-untrained"], 3, "d")
+    assert fitted == [[(20, 0), (20, 1), (20, 2)]]
+    bench(["magpie"], 3, "e", seed=1)  # other draws
+    assert fitted == [[(20, 0), (20, 1), (20, 2)]]
+
+
+def test_headline_adds_the_peers_that_ran_and_the_ratio():
+    rows = [("e_form", "ridge", 100, r, m) for r, m in [("dim", 0.4), ("dim-untrained", 0.5), ("magpie", 0.3)]]
+    rows += [("phonons", "ridge", 100, r, m) for r, m in [("dim", 90), ("dim-untrained", 100), ("magpie", 95)]]
+    rows.append(("phonons", "ridge", 100, "chgnet", 80))
+    table = pd.DataFrame(rows, columns=["task", "model", "budget", "representation", "median"])
+    text = report.headline_markdown(table, {"e_form": "eV/atom", "phonons": "cm^-1"})
+    lines = text.splitlines()
+    assert lines[0] == "| task | model | labels | dim | dim-untrained | magpie | chgnet | dim / dim-untrained |"
+    assert lines[2] == "| e_form (eV/atom) | ridge | 100 | 0.4 | 0.5 | **0.3** | – | 0.800 |"
+    assert lines[3] == "| phonons (cm^-1) | ridge | 100 | 90 | 100 | 95 | **80** | 0.900 |"

@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS), help="labelled crystals per fit")
     p.add_argument("--draws", type=int, default=100, help="seeded draws per budget (quick runs: fewer)")
     p.add_argument("--test-limit", type=int, help="quick runs: only the first N test crystals")
-    p.add_argument("--seed", type=int, default=0, help="seed of the labelled draws")
+    p.add_argument(
+        "--pool-limit", type=int, help="only a seeded random N of each pool (a peer too slow for the whole pool)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the labelled draws (and of --pool-limit)")
     p.add_argument("--n-jobs", type=int, default=-1, help="parallel featurisation chunks and fits (joblib)")
     p.add_argument(
         "--featurize-only", action="store_true", help="fill the feature cache and stop (e.g. OFM ahead of the fits)"

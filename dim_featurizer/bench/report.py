@@ -175,12 +175,14 @@ def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], ref
 
 #: The columns of the README's summary table.
 HEADLINE = ("dim", "dim-untrained", "magpie")
+#: Columns added to it when they ran.
+OPTIONAL = ("dim+magpie", "chgnet")
 
 
 def headline_markdown(
     table: pd.DataFrame,
     units: dict[str, str],
-    reps: tuple[str, ...] = HEADLINE,
+    reps: tuple[str, ...] | None = None,
     budgets: tuple[int, ...] = (100, 1000),
 ) -> str:
     """A short Markdown table of median test MAE for a few representations and budgets (the README's summary).
@@ -188,14 +190,22 @@ def headline_markdown(
     Args:
         table: :func:`summary` output.
         units: each task's label unit.
-        reps: the columns, in order; the lowest median of each row is in bold.
+        reps: the columns, in order (None: :data:`HEADLINE`, then each of :data:`OPTIONAL` that ran); the
+            lowest median of each row is in bold, a column not run for a task shows "–". The first two (the
+            default and its untrained control) also give a ratio column.
         budgets: the labelled-set sizes shown.
     """
+    if reps is None:
+        reps = HEADLINE + tuple(r for r in OPTIONAL if r in set(table["representation"]))
     chosen = table[table["representation"].isin(reps) & table["budget"].isin(budgets)]
     wide = chosen.pivot_table(index=["task", "model", "budget"], columns="representation", values="median")
-    lines = ["| task | model | labels | " + " | ".join(reps) + " |", "|" + " --- |" * (3 + len(reps))]
+    wide = wide.reindex(columns=list(reps))
+    ratio = f"{reps[0]} / {reps[1]}"
+    header = ["task", "model", "labels", *reps, ratio]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for (task, model, budget), row in wide.iterrows():
-        best = row[list(reps)].min()
-        cells = [("**{}**" if row[r] == best else "{}").format(_num(row[r])) for r in reps]
+        best = row.min()
+        cells = ["–" if np.isnan(v) else ("**{}**" if v == best else "{}").format(_num(v)) for v in row]
+        cells.append(f"{row.iloc[0] / row.iloc[1]:.3f}")
         lines.append(f"| {task} ({units.get(task, '')}) | {model} | {budget} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

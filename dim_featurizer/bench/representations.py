@@ -88,6 +88,28 @@ class CHGNetFeatures:
         return rows
 
 
+class Concatenation:
+    """Several representations side by side (e.g. ``dim+magpie``, what a practitioner tries next).
+
+    The harness reads each part from its own feature cache; ``featurize_many``
+    computes them directly, one row per structure (NaN where a part failed).
+    """
+
+    def __init__(self, parts: tuple[str, ...]) -> None:
+        self.parts = parts
+
+    def members(self) -> list[object]:
+        """A fresh featuriser per part, in order."""
+        return [make_featurizer(name) for name in self.parts]
+
+    def feature_labels(self) -> list[str]:
+        return [label for member in self.members() for label in member.feature_labels()]
+
+    def featurize_many(self, structures, ignore_errors=True, pbar=False):
+        rows = [m.featurize_many(structures, ignore_errors=ignore_errors, pbar=pbar) for m in self.members()]
+        return np.hstack([np.asarray(r, dtype=float) for r in rows]).tolist()
+
+
 def _matminer(name: str) -> Callable[[], object]:
     def make():
         from matminer.featurizers import structure
@@ -112,7 +134,8 @@ def representations() -> dict[str, Callable[[], object]]:
     ``dim`` is the package's default weights, ``dim-untrained`` the seeded
     random control, every other bundled weights folder appears under its own
     name (e.g. ``dim-mp2018-ablation``), then matminer's ``ofm``, ``xrd`` and
-    ``magpie``.
+    ``magpie``, ``dim+magpie`` (both side by side) and, when the ``chgnet`` package is installed,
+    ``chgnet``.
     """
     default = default_weights()
     reps: dict[str, Callable[[], object]] = {}
@@ -126,6 +149,8 @@ def representations() -> dict[str, Callable[[], object]]:
         if name != default:
             reps[name] = partial(DeepInfoMaxFeaturizer, weights=name, pbar=False)
     reps |= MATMINER
+    if "dim" in reps:
+        reps["dim+magpie"] = partial(Concatenation, ("dim", "magpie"))
     if importlib.util.find_spec("chgnet") is not None:  # an optional peer: [peers]
         reps["chgnet"] = CHGNetFeatures
     return reps
@@ -137,6 +162,14 @@ def make_featurizer(name: str) -> object:
     if name not in reps:
         raise ValueError(f"unknown representation {name!r}; choose from {list(reps)}")
     return reps[name]()
+
+
+def dim_members(name: str) -> dict[str, DeepInfoMaxFeaturizer]:
+    """The DIM featurisers representation ``name`` runs, by representation name (none for matminer's or CHGNet)."""
+    featurizer = make_featurizer(name)
+    if isinstance(featurizer, Concatenation):
+        return {key: member for part in featurizer.parts for key, member in dim_members(part).items()}
+    return {name: featurizer} if isinstance(featurizer, DeepInfoMaxFeaturizer) else {}
 
 
 def check_pretraining(featurizer: DeepInfoMaxFeaturizer, test_ids: list[str]) -> None:
@@ -170,7 +203,10 @@ def check_pretraining(featurizer: DeepInfoMaxFeaturizer, test_ids: list[str]) ->
 
 
 def representation_key(name: str, featurizer: object) -> str:
-    """A cache key: the representation's name plus, for DIM, its parameters and weights file hash."""
+    """A cache key: the representation's name plus, for DIM, its parameters and weights file hash
+    (a concatenation: its parts' keys joined by ``+``)."""
+    if isinstance(featurizer, Concatenation):
+        return "+".join(representation_key(part, make_featurizer(part)) for part in featurizer.parts)
     if isinstance(featurizer, DeepInfoMaxFeaturizer):
         weights = featurizer.runner().info.model_sha256 or f"seed{featurizer.seed}"
         params = json.dumps(featurizer.get_params(), sort_keys=True, default=str)
@@ -211,9 +247,16 @@ def cached_features(
         n_jobs: chunks featurised in parallel (joblib processes).
 
     Returns:
-        One row per structure, in the order of ``structures``.
+        One row per structure, in the order of ``structures`` (a concatenation: its parts' columns in order,
+        renumbered).
     """
-    parts = PartStore(Path(cache_dir) / representation_key(name, make_featurizer(name)), ".npz")
+    featurizer = make_featurizer(name)
+    if isinstance(featurizer, Concatenation):
+        blocks = [cached_features(part, structures, cache_dir, chunk, pbar, n_jobs) for part in featurizer.parts]
+        both = pd.concat(blocks, axis=1)
+        both.columns = range(both.shape[1])
+        return both
+    parts = PartStore(Path(cache_dir) / representation_key(name, featurizer), ".npz")
     stored = []
     for part in parts.paths():
         with np.load(part, allow_pickle=False) as z:

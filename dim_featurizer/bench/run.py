@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dim_featurizer.files import write_csv, write_json
@@ -19,9 +20,16 @@ from dim_featurizer.sampling import draw_subsets
 
 from . import report
 from .protocol import MODELS, run_fits
-from .representations import cached_features, check_pretraining, make_featurizer, representation_key, weights_used
+from .representations import (
+    cached_features,
+    check_pretraining,
+    dim_members,
+    make_featurizer,
+    representation_key,
+    weights_used,
+)
 from .representations import representations as all_representations
-from .tasks import TASKS, load_task
+from .tasks import TASKS, UNITS, load_task
 
 BUDGETS = (50, 100, 250, 1000)
 
@@ -55,6 +63,54 @@ def _fits_part(cache_dir: Path, protocol: list, task: str, rep: str) -> Path:
     return cache_dir / "fits" / f"{task}-{rep}-{digest.hexdigest()[:12]}.csv"
 
 
+@dataclass
+class EarlierFits:
+    """The fits a run wrote to its output folder, where they are still valid for this run.
+
+    Attributes:
+        fits: the usable rows of ``fits.csv`` (empty when there are none).
+    """
+
+    fits: pd.DataFrame
+
+    @classmethod
+    def read(cls, out: str | Path | None, settings: dict) -> EarlierFits:
+        """Rows of ``out/fits.csv`` made under the same protocol, seed, test and pool limits, dropping DIM
+        columns whose recorded weights differ from the ones this run would use."""
+        fits_csv, record = (Path(out) / "fits.csv", Path(out) / "run.json") if out is not None else (None, None)
+        if fits_csv is None or not (fits_csv.is_file() and record.is_file()):
+            return cls(pd.DataFrame(columns=["task", "representation", "model", "budget", "draw"]))
+        run = json.loads(record.read_text())
+        old = run.get("settings", {})
+        same = all(old.get(k) == settings.get(k) for k in ("protocol", "seed", "test_limit", "pool_limit"))
+        fits = pd.read_csv(fits_csv, float_precision="round_trip") if same else pd.DataFrame()
+        if not same or fits.empty:
+            return cls(pd.DataFrame(columns=["task", "representation", "model", "budget", "draw"]))
+        stale = set()
+        for rep in fits["representation"].unique():
+            try:
+                members = dim_members(rep)
+            except ValueError:  # a column this package no longer offers
+                stale.add(rep)
+                continue
+            if any(run.get("weights", {}).get(n) != weights_used(f) for n, f in members.items()):
+                stale.add(rep)
+        return cls(fits[~fits["representation"].isin(stale)])
+
+    def rows(self, task: str, rep: str, subsets: dict, models: Sequence[str]) -> pd.DataFrame:
+        """The kept fits of one (task, representation): the draws of ``subsets`` fitted with every model."""
+        mine = self.fits[(self.fits["task"] == task) & (self.fits["representation"] == rep)]
+        drawn = np.array([(b, d) in subsets for b, d in zip(mine["budget"], mine["draw"])], dtype=bool)
+        mine = mine[mine["model"].isin(models).to_numpy() & drawn]
+        complete = mine.groupby(["budget", "draw"])["model"].transform("nunique") == len(set(models))
+        return mine[complete]
+
+    def outside(self, tasks: Sequence[str], reps: Sequence[str]) -> pd.DataFrame:
+        """The kept fits of every (task, representation) pair that is not one of ``tasks`` × ``reps``."""
+        inside = self.fits["task"].isin(tasks) & self.fits["representation"].isin(reps)
+        return self.fits[~inside]
+
+
 def run_benchmark(
     out: str | Path | None = "results",
     tasks: Sequence[str] = TASKS,
@@ -63,6 +119,7 @@ def run_benchmark(
     budgets: Sequence[int] = BUDGETS,
     draws: int = 100,
     test_limit: int | None = None,
+    pool_limit: int | None = None,
     seed: int = 0,
     data_dir: str | Path | None = None,
     cache_dir: str | Path = ".cache/dim-bench",
@@ -85,6 +142,7 @@ def run_benchmark(
         budgets: labelled training crystals per fit.
         draws: seeded draws per budget, shared by every representation (paired).
         test_limit: only the first N test crystals (quick looks; results use all).
+        pool_limit: only a seeded random N of each pool (a peer too slow for the whole pool).
         seed: seed of the draws.
         data_dir: the data folder; None for ``$DIM_DATA_DIR`` or ``../shared/data``.
         cache_dir: feature cache and stored fits (resumable).
@@ -94,6 +152,9 @@ def run_benchmark(
         tsne: draw the t-SNE of trained and untrained DIM test vectors.
         pbar: progress bars.
         log: called with one line per step (None for silence).
+
+    Fits already in ``out/fits.csv`` from a run under the same protocol (seed, test and pool limits) and, for
+    DIM columns, the same weights are kept, so asking for more draws, budgets or columns fits only what is new.
 
     Each feature is standardised over the task's whole unlabelled pool (which is featurised in full;
     its labels are never read). Protocol v1, which standardised over each labelled subset, is archived
@@ -112,6 +173,8 @@ def run_benchmark(
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     cache_dir = Path(cache_dir)
     key = [draws, list(budgets), seed, test_limit, models, "pool"]  # "pool": protocol v2's scaler
+    if pool_limit is not None:
+        key.append(pool_limit)
     settings = {
         "protocol": "v2",
         "tasks": list(tasks),
@@ -120,18 +183,18 @@ def run_benchmark(
         "budgets": list(budgets),
         "draws": draws,
         "test_limit": test_limit,
+        "pool_limit": pool_limit,
         "seed": seed,
         "data_dir": str(data_dir),
         "cache_dir": str(cache_dir),
     }
-    all_fits, units, missing, drawn = [], {}, [], {}
+    all_fits, missing, drawn = [], [], {}
+    previous = EarlierFits.read(out, settings)
     for name in tasks:
-        task = load_task(name, data_dir, test_limit)
-        units[name] = task.unit
+        task = load_task(name, data_dir, test_limit, pool_limit, seed)
         say(f"{name}: pool {len(task.pool)}, test {len(task.test)}, target {task.target!r} ({task.unit})")
-        for rep in reps:
-            if rep.startswith("dim"):
-                check_pretraining(make_featurizer(rep), [str(i) for i in task.test.index])
+        for featurizer in {k: v for rep in reps for k, v in dim_members(rep).items()}.values():
+            check_pretraining(featurizer, [str(i) for i in task.test.index])
         subsets = draw_subsets(len(task.pool), list(budgets), draws, seed)
         needed = pd.concat([task.pool["structure"], task.test["structure"]])
         folder = cache_dir / task.source.split(".")[0]
@@ -143,18 +206,26 @@ def run_benchmark(
                 continue
             part = _fits_part(cache_dir, key, name, rep)
             if not part.is_file():
-                if report_only:
+                kept = previous.rows(name, rep, subsets, models)
+                todo = {k: v for k, v in subsets.items() if k not in set(zip(kept["budget"], kept["draw"]))}
+                if report_only and todo:
                     missing.append(f"{name}/{rep}")
                     continue
-                say(
-                    f"{name}/{rep}: featurising {len(needed)} crystals (cached), then {len(subsets) * len(models)} fits"
-                )
-                frame = features(rep)
-                fits = run_fits(
-                    name, {rep: frame}, task.pool, task.test, task.target, subsets, tuple(models), n_jobs, pbar
-                )
-                fits["failed_featurisations"] = int(frame.isna().all(axis=1).sum())
-                write_csv(part, fits)
+                fits = [kept]
+                if todo:
+                    say(
+                        f"{name}/{rep}: featurising {len(needed)} crystals (cached), then {len(todo) * len(models)} "
+                        f"fits ({len(subsets) - len(todo)} draws kept from {out})"
+                    )
+                    frame = features(rep)
+                    new = run_fits(
+                        name, {rep: frame}, task.pool, task.test, task.target, todo, tuple(models), n_jobs, pbar
+                    )
+                    new["failed_featurisations"] = int(frame.isna().all(axis=1).sum())
+                    fits.append(new)
+                else:
+                    say(f"{name}/{rep}: every fit kept from {out}/fits.csv")
+                write_csv(part, pd.concat(fits, ignore_index=True))
             else:
                 say(f"{name}/{rep}: stored fits reused ({part.name})")
             all_fits.append(pd.read_csv(part, float_precision="round_trip"))
@@ -168,9 +239,15 @@ def run_benchmark(
     if featurize_only:
         say(f"features cached in {cache_dir}")
         return BenchmarkResult(pd.DataFrame(), missing, None)
+    carried = previous.outside(tasks, reps)
+    if len(carried):
+        settings["carried"] = sorted(set(carried["task"] + "/" + carried["representation"]))
+        say(f"kept from {out}/fits.csv, not rerun: {', '.join(settings['carried'])}")
+        all_fits.append(carried)
     fits = pd.concat(all_fits, ignore_index=True) if all_fits else pd.DataFrame()
     if out is not None and len(fits):
-        _write_outputs(fits, Path(out), units, reps, missing, settings)
+        shown = list(dict.fromkeys([*reps, *fits["representation"]]))
+        _write_outputs(fits, Path(out), {t: UNITS.get(t, "") for t in fits["task"].unique()}, shown, missing, settings)
     say(
         f"{len(fits)} fits"
         + (f"; results in {out}" if out is not None else "")
@@ -180,7 +257,9 @@ def run_benchmark(
 
 
 def _write_outputs(fits: pd.DataFrame, out: Path, units: dict, reps: list, missing: list, settings: dict) -> None:
-    """The report's tables and plots, and run.json (settings, the weights each DIM column used, the machine)."""
+    """The report's tables and plots, and run.json (settings, the draws each task's fits hold, the weights
+    each DIM column used, the machine)."""
     report.write_report(fits, out, units)
-    weights = {rep: weights_used(make_featurizer(rep)) for rep in reps if rep.startswith("dim")}
+    settings = {**settings, "draws_by_task": {t: int(n) for t, n in fits.groupby("task")["draw"].nunique().items()}}
+    weights = {name: weights_used(f) for rep in reps for name, f in dim_members(rep).items()}
     write_json(out / "run.json", run_record(settings=settings, weights=weights, missing=missing))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dim_featurizer.readers import read_frame, read_split
@@ -34,13 +35,13 @@ class Task:
     source: str
 
 
-def _mp2018(data_dir: Path, target: str, name: str, unit: str, test_limit: int | None) -> Task:
+def _mp2018(data_dir: Path, target: str, test_limit: int | None) -> Task:
     split = read_split(data_dir / "mp2018_folds.json")
     frame = read_frame(data_dir / "mp2018_e_form_gap.json.gz", split["train"] + split["test"][:test_limit])
     return Task(
-        name=name,
+        name=target,
         target=target,
-        unit=unit,
+        unit=UNITS[target],
         pool=frame.loc[split["train"], ["structure", target]],
         test=frame.loc[split["test"][:test_limit], ["structure", target]],
         source="mp2018_e_form_gap.json.gz",
@@ -67,19 +68,23 @@ TASKS = ("e_form", "gap", "phonons")
 UNITS = {"e_form": "eV/atom", "gap": "eV", "phonons": "cm^-1"}
 
 
-def load_task(name: str, data_dir: str | Path, test_limit: int | None = None) -> Task:
+def load_task(
+    name: str, data_dir: str | Path, test_limit: int | None = None, pool_limit: int | None = None, seed: int = 0
+) -> Task:
     """Load ``e_form`` (eV/atom), ``gap`` (eV) or ``phonons`` (cm⁻¹, Matbench fold 0).
 
     Args:
         name: the task.
         data_dir: the shared data folder.
         test_limit: keep only the first N test rows (quick runs; the committed results use all).
+        pool_limit: keep a seeded random N of the pool, in pool order (a peer too slow for the whole pool).
+        seed: seed of that pool sample.
     """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
     data_dir = Path(data_dir)
-    if name == "e_form":
-        return _mp2018(data_dir, "e_form", name, UNITS[name], test_limit)
-    if name == "gap":
-        return _mp2018(data_dir, "gap", name, UNITS[name], test_limit)
-    if name == "phonons":
-        return _phonons(data_dir, test_limit)
-    raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
+    task = _phonons(data_dir, test_limit) if name == "phonons" else _mp2018(data_dir, name, test_limit)
+    if pool_limit is not None and pool_limit < len(task.pool):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, pool_limit]))
+        task.pool = task.pool.iloc[np.sort(rng.choice(len(task.pool), size=pool_limit, replace=False))]
+    return task
