@@ -225,7 +225,41 @@ def test_jitter_pairs_the_jittered_view_with_its_own_clean_crystal(dataset, tmp_
     assert np.isfinite(trainer.state["history"][0]["train_total"])
 
 
-@pytest.mark.parametrize("name", ["reconstruction", "masked_sites", "jitter"])
+def test_first_shell_of_rock_salt_is_six_anions_at_half_the_cell():
+    from pymatgen.core import Lattice, Structure
+
+    from dim_featurizer.batching import collate
+    from dim_featurizer.encoding import encode_structure
+    from dim_featurizer.train.objective import first_shell
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    batch = collate([encode_structure(nacl, EncodingConfig())])
+    nearest, shell = first_shell(batch)
+    torch.testing.assert_close(nearest, torch.full_like(nearest, 2.82), atol=1e-3, rtol=0)
+    assert shell.sum(1).tolist() == [6.0, 6.0]
+    species = batch.site_features[:, 0]  # the first element property differs between Na and Cl
+    shell_species = species[batch.neighbor_index][shell.bool()].view(2, 6)
+    assert (shell_species != species[:, None]).all()  # every first neighbour is the other element
+
+
+def test_shell_reconstruction_trains_its_decoder_through_the_local_encoder(dataset, tmp_path):
+    config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, shell_reconstruction=1.0)
+    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / "shell")
+    assert trainer.model.shell_reconstruction == 1.0 and hasattr(trainer.model, "shell_decoder")
+    losses = trainer.losses(trainer.model, np.arange(8), np.random.default_rng(0))
+    assert losses.shell > 0 and torch.isfinite(losses.shell)
+    losses.shell.backward()
+    assert trainer.model.encoder.local.distance_embed[0].weight.grad.abs().sum() > 0  # reaches the local encoder
+    assert trainer.model.shell_decoder[0].weight.grad.abs().sum() > 0
+    trainer.fit(pbar=False)
+    assert trainer.state["history"][0]["train_shell"] > 0
+    plain = build_setup(
+        dataset, TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2), EncodingConfig(), device="cpu"
+    )
+    assert not hasattr(plain.model, "shell_decoder")
+
+
+@pytest.mark.parametrize("name", ["reconstruction", "masked_sites", "jitter", "shell_reconstruction"])
 def test_negative_or_nan_term_weights_are_refused_by_name(name):
     for bad in (-0.05, float("nan")):
         with pytest.raises(ValueError, match=f"{name} must be 0"):

@@ -34,6 +34,7 @@ OBJECTIVE_OPTIONS = (
     "local_sample",
     "masked_sites",
     "jitter",
+    "shell_reconstruction",
 )
 #: Seed-sequence key of the validation split and validation draws, apart from any epoch number.
 VAL_STREAM = 1_000_003

@@ -39,6 +39,8 @@ OPTION_HELP = {
     "environment; 0 for off (method §3.8)",
     "jitter": "augmented true samples: largest per-crystal displacement scale in Å of a jittered, strained view "
     "that must pair with its own crystal; 0 for off (method §3.8)",
+    "shell_reconstruction": "weight of first-shell reconstruction: predict each site's first-shell composition, "
+    "coordination number and nearest-neighbour distance from μ_i; 0 for off (method §3.8)",
 }
 
 

@@ -51,6 +51,9 @@ class TrainConfig:
         jitter: augmented true samples (0: off): the largest per-crystal displacement scale σ_c, Å, of a
             thermally jittered, 1%-strained view of each crystal whose representations must recognise the
             clean crystal's pairs and environments as their own (``objective.jittered_view``; paper §4.5).
+        shell_reconstruction: weight of a label-free term in which a decoder predicts each site's first shell
+            from μ_i: the shell's mean standardised element properties, the log of its coordination number and
+            the nearest-neighbour distance (``objective.first_shell``; 0: off).
     """
 
     epochs: int = 40
@@ -76,6 +79,7 @@ class TrainConfig:
     eps: float = 1e-7
     masked_sites: float = 0.0
     jitter: float = 0.0
+    shell_reconstruction: float = 0.0
 
     def __post_init__(self) -> None:
         choices = {
@@ -86,6 +90,6 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("reconstruction", "masked_sites", "jitter"):
+        for name in ("reconstruction", "masked_sites", "jitter", "shell_reconstruction"):
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(self, name)!r}")

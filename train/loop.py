@@ -31,7 +31,7 @@ from .objective import Losses
 
 __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
 
-LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "reconstruction", "masked", "total")
+LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "reconstruction", "masked", "shell", "total")
 
 
 def _write_log(history: list[dict], path: Path) -> None:

@@ -30,6 +30,8 @@ class ScoreNet(nn.Module):
         return self.out(mish(self.hidden(x)))
 
 
+#: Neighbours within this factor of the nearest-neighbour distance form the first shell.
+SHELL_FACTOR = 1.2
 #: Share of a batch's unique sites hidden by masked-site prediction.
 MASK_FRACTION = 0.15
 #: Standard deviation of the isotropic strain of an augmented (jittered) view.
@@ -68,6 +70,14 @@ def jittered_view(batch: Batch, jitter: float, generator: torch.Generator | None
     return replace(batch, distances=torch.where(d > 0, moved.clamp_min(MIN_JITTERED_DISTANCE), d))
 
 
+def first_shell(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's nearest-neighbour distance (N,), Å (inf for a site with no other atom), and its first shell:
+    (N, M) 0/1 weights of every other atom within :data:`SHELL_FACTOR` × that distance."""
+    d, real = batch.distances, batch.mask & (batch.distances > 1e-6)
+    nearest = torch.where(real, d, torch.inf).min(dim=1).values
+    return nearest, (real & (d <= SHELL_FACTOR * nearest.unsqueeze(1))).to(d.dtype)
+
+
 def _scatter_mean(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     total = values.new_zeros(n).index_add_(0, index, values)
     return total / torch.bincount(index, minlength=n).clamp_min(1).to(values.dtype)
@@ -83,6 +93,7 @@ class Losses:
     global_kl: torch.Tensor
     reconstruction: torch.Tensor
     masked: torch.Tensor
+    shell: torch.Tensor
     total: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
@@ -104,6 +115,8 @@ class DeepInfoMax(nn.Module):
         masked_sites: weight of masked-site prediction (``TrainConfig.masked_sites``); its decoder exists
             only when it is positive.
         jitter: largest displacement scale (Å) of the augmented true samples (``TrainConfig.jitter``; 0: off).
+        shell_reconstruction: weight of the first-shell reconstruction term (``TrainConfig.shell_reconstruction``);
+            its decoder exists only when it is positive.
     """
 
     def __init__(
@@ -117,6 +130,7 @@ class DeepInfoMax(nn.Module):
         local_sample: str = "neighbour",
         masked_sites: float = 0.0,
         jitter: float = 0.0,
+        shell_reconstruction: float = 0.0,
     ):
         super().__init__()
         config = encoder.config
@@ -133,6 +147,10 @@ class DeepInfoMax(nn.Module):
             self.global_decoder = nn.Sequential(nn.Linear(config.global_dim, 64), Mish(), nn.Linear(64, n))
         self.masked_sites = masked_sites
         self.jitter = jitter
+        self.shell_reconstruction = shell_reconstruction
+        if shell_reconstruction > 0:  # the shell's mean element properties, log coordination number, d_nn
+            n = len(ELEMENT_PROPERTIES) + 2
+            self.shell_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
         if masked_sites > 0:
             n = len(ELEMENT_PROPERTIES)
             self.masked_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
@@ -224,6 +242,25 @@ class DeepInfoMax(nn.Module):
         local = F.mse_loss(self.local_decoder(local_mu), target)
         return local + F.mse_loss(self.global_decoder(global_mu), crystal)
 
+    def shell_loss(self, sample: TrainingSample, local_mu: torch.Tensor) -> torch.Tensor:
+        """MSE of a decoder predicting each site's first shell from μ_i: the shell's mean standardised element
+        properties, the log of its coordination number and the standardised nearest-neighbour distance.
+
+        Sites with no other atom are left out. Label-free; gradients reach the local encoder through μ_i.
+        """
+        batch, lo = sample.real, self.encoder.local
+        n = len(ELEMENT_PROPERTIES)
+        nearest, shell = first_shell(batch)
+        count = shell.sum(1).clamp_min(1)
+        properties = (batch.site_features[:, :n] - lo.feature_mean[:n]) / lo.feature_std[:n]
+        composition = (gather_rows(properties, batch.neighbor_index) * shell.unsqueeze(-1)).sum(1) / count[:, None]
+        present = torch.isfinite(nearest)
+        distance = torch.where(present, (nearest - lo.distance_mean) / lo.distance_std, 0.0)
+        target = torch.cat([composition, count.log().unsqueeze(1), distance.unsqueeze(1)], 1)
+        weight = present.to(target.dtype).unsqueeze(1)
+        error = (self.shell_decoder(local_mu) - target).pow(2) * weight
+        return error.sum() / (weight.sum().clamp_min(1) * target.shape[1])
+
     def masked_site_loss(self, sample: TrainingSample, generator: torch.Generator | None) -> torch.Tensor:
         """MSE of predicting hidden sites' standardised element properties from their environment.
 
@@ -313,4 +350,8 @@ class DeepInfoMax(nn.Module):
         if self.masked_sites > 0:
             masked = self.masked_site_loss(sample, generator)
             total = total + self.masked_sites * masked
-        return Losses(local_js, local_kl, global_js, global_kl, reconstruction, masked, total)
+        shell = local_js.new_zeros(())
+        if self.shell_reconstruction > 0:
+            shell = self.shell_loss(sample, local_mu)
+            total = total + self.shell_reconstruction * shell
+        return Losses(local_js, local_kl, global_js, global_kl, reconstruction, masked, shell, total)

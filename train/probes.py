@@ -27,9 +27,8 @@ from dim_featurizer.model import SiteNetEncoder
 
 from .cache import EncodedDataset
 from .diagnose import participation_ratio
+from .objective import first_shell
 
-#: Neighbours within this factor of the nearest-neighbour distance form the first shell.
-SHELL_FACTOR = 1.2
 #: var(μ_G) / E[σ²_G] above this marks an active dimension (below it a dimension sits at the KL prior).
 ACTIVE_RATIO = 0.1
 _EN = ELEMENT_PROPERTIES.index("Electronegativity")
@@ -38,10 +37,8 @@ _Z = ELEMENT_PROPERTIES.index("Number")
 
 def site_targets(batch: Batch) -> dict[str, np.ndarray]:
     """Per unique site of ``batch``: centre Z and electronegativity, first-shell mean electronegativity, and
-    nearest-neighbour distance (Å); the first shell is every neighbour within ``SHELL_FACTOR`` × that distance."""
-    d, real = batch.distances, batch.mask & (batch.distances > 1e-6)
-    nearest = torch.where(real, d, torch.inf).min(dim=1).values
-    shell = (real & (d <= SHELL_FACTOR * nearest.unsqueeze(1))).to(d.dtype)
+    nearest-neighbour distance (Å); the first shell as :func:`objective.first_shell`."""
+    nearest, shell = first_shell(batch)
     en = batch.site_features[:, _EN]
     shell_en = (en[batch.neighbor_index] * shell).sum(1) / shell.sum(1).clamp_min(1)
     return {
