@@ -60,7 +60,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="training steps timed")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     p.add_argument("--device", default="cpu", help="torch device of the network")
-    p.add_argument("--cache-dir", default=".cache/dim-encodings", help="feature cache of dim-bench")
+    p.add_argument("--cache-dir", default=".cache/dim-encodings", help="encoding cache of dim-train")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = args.data_dir

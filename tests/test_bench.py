@@ -94,11 +94,13 @@ def test_representation_names_come_from_the_manifest(monkeypatch):
     assert R.make_featurizer("dim-untrained").readout == "pooled"  # the control reads what the default reads
     names = list(R.representations())
     assert names[:7] == ["dim", "dim-untrained", "dim-a-ablation", "dim-b", "ofm", "xrd", "magpie"]
-    assert names[7:] in (["dim+magpie"], ["dim+magpie", "chgnet"])  # chgnet: the optional peer, when installed
+    pairs = ["dim+magpie", "dim-untrained+magpie"]
+    assert names[7:] in (pairs, [*pairs, "chgnet"])  # chgnet: the optional peer, when installed
     assert list(R.dim_members("dim+magpie")) == ["dim"] and R.dim_members("magpie") == {}
     assert R.make_featurizer("dim-b").weights == "dim-b" and R.make_featurizer("dim").weights == "dim-a"
     monkeypatch.setattr(R, "default_weights", lambda: "untrained")
     assert "dim" not in R.representations() and "dim+magpie" not in R.representations()
+    assert list(R.dim_members("dim-untrained+magpie")) == ["dim-untrained"]
 
 
 def test_concatenation_reads_its_parts_caches(tmp_path, real_structures):

@@ -175,23 +175,29 @@ def test_pair_local_sample_adds_the_centre_atom(sample):
         torch.testing.assert_close(a, b)  # without its centre columns it is the neighbour-only sample
 
 
-def test_masked_site_prediction_trains_its_decoder_through_the_local_encoder(dataset, tmp_path):
-    config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, masked_sites=1.0)
-    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / "masked")
-    assert hasattr(trainer.model, "masked_decoder")
+@pytest.mark.parametrize(
+    ("option", "decoder", "term"),
+    [("masked_sites", "masked_decoder", "masked"), ("shell_reconstruction", "shell_decoder", "shell")],
+)
+def test_decoder_terms_train_through_the_local_encoder(dataset, tmp_path, option, decoder, term):
+    """Masked-site prediction and first-shell reconstruction: a decoder on mu_i, off (and absent) at weight 0."""
+    config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, **{option: 1.0})
+    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / term)
+    assert getattr(trainer.model, option) == 1.0 and hasattr(trainer.model, decoder)
     losses = trainer.losses(trainer.model, np.arange(8), np.random.default_rng(0))
-    assert losses.masked > 0 and losses.total > losses.local_js
-    losses.masked.backward()
+    value = getattr(losses, term)
+    assert value > 0 and torch.isfinite(value) and losses.total > losses.local_js
+    value.backward()
     assert trainer.model.encoder.local.site_embed[0].weight.grad.abs().sum() > 0  # reaches the local encoder
-    assert trainer.model.masked_decoder[0].weight.grad.abs().sum() > 0
+    assert getattr(trainer.model, decoder)[0].weight.grad.abs().sum() > 0
     trainer.fit(pbar=False)
-    assert trainer.state["history"][0]["train_masked"] > 0
+    assert trainer.state["history"][0][f"train_{term}"] > 0
     plain = build_setup(
         dataset, TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2), EncodingConfig(), device="cpu"
     )
-    assert not hasattr(plain.model, "masked_decoder")
+    assert not hasattr(plain.model, decoder)
     zero = Trainer(plain, tmp_path / "plain").losses(plain.model, np.arange(8), np.random.default_rng(0))
-    assert float(zero.masked) == 0.0
+    assert float(getattr(zero, term)) == 0.0
 
 
 def test_jittered_view_moves_every_real_pair_by_about_its_scale_and_nothing_else(sample):
@@ -226,11 +232,11 @@ def test_jitter_pairs_the_jittered_view_with_its_own_clean_crystal(dataset, tmp_
 
 
 def test_first_shell_of_rock_salt_is_six_anions_at_half_the_cell():
+    from dim_featurizer.train.objective import first_shell
     from pymatgen.core import Lattice, Structure
 
     from dim_featurizer.batching import collate
     from dim_featurizer.encoding import encode_structure
-    from dim_featurizer.train.objective import first_shell
 
     nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     batch = collate([encode_structure(nacl, EncodingConfig())])
@@ -240,23 +246,6 @@ def test_first_shell_of_rock_salt_is_six_anions_at_half_the_cell():
     species = batch.site_features[:, 0]  # the first element property differs between Na and Cl
     shell_species = species[batch.neighbor_index][shell.bool()].view(2, 6)
     assert (shell_species != species[:, None]).all()  # every first neighbour is the other element
-
-
-def test_shell_reconstruction_trains_its_decoder_through_the_local_encoder(dataset, tmp_path):
-    config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, shell_reconstruction=1.0)
-    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / "shell")
-    assert trainer.model.shell_reconstruction == 1.0 and hasattr(trainer.model, "shell_decoder")
-    losses = trainer.losses(trainer.model, np.arange(8), np.random.default_rng(0))
-    assert losses.shell > 0 and torch.isfinite(losses.shell)
-    losses.shell.backward()
-    assert trainer.model.encoder.local.distance_embed[0].weight.grad.abs().sum() > 0  # reaches the local encoder
-    assert trainer.model.shell_decoder[0].weight.grad.abs().sum() > 0
-    trainer.fit(pbar=False)
-    assert trainer.state["history"][0]["train_shell"] > 0
-    plain = build_setup(
-        dataset, TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2), EncodingConfig(), device="cpu"
-    )
-    assert not hasattr(plain.model, "shell_decoder")
 
 
 @pytest.mark.parametrize("name", ["reconstruction", "masked_sites", "jitter", "shell_reconstruction"])

@@ -176,7 +176,7 @@ def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], ref
 #: The columns of the README's summary table.
 HEADLINE = ("dim", "dim-untrained", "magpie")
 #: Columns added to it when they ran.
-OPTIONAL = ("dim+magpie", "chgnet")
+OPTIONAL = ("dim+magpie", "dim-untrained+magpie", "chgnet")
 
 
 def headline_markdown(

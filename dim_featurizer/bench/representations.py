@@ -134,8 +134,8 @@ def representations() -> dict[str, Callable[[], object]]:
     ``dim`` is the package's default weights, ``dim-untrained`` the seeded
     random control, every other bundled weights folder appears under its own
     name (e.g. ``dim-mp2018-ablation``), then matminer's ``ofm``, ``xrd`` and
-    ``magpie``, ``dim+magpie`` (both side by side) and, when the ``chgnet`` package is installed,
-    ``chgnet``.
+    ``magpie``, ``dim+magpie`` (both side by side) and its control ``dim-untrained+magpie``, and, when
+    the ``chgnet`` package is installed, ``chgnet``.
     """
     default = default_weights()
     reps: dict[str, Callable[[], object]] = {}
@@ -151,6 +151,8 @@ def representations() -> dict[str, Callable[[], object]]:
     reps |= MATMINER
     if "dim" in reps:
         reps["dim+magpie"] = partial(Concatenation, ("dim", "magpie"))
+    # Its control: does pretraining add to Magpie, or would any structure vector do?
+    reps["dim-untrained+magpie"] = partial(Concatenation, ("dim-untrained", "magpie"))
     if importlib.util.find_spec("chgnet") is not None:  # an optional peer: [peers]
         reps["chgnet"] = CHGNetFeatures
     return reps
