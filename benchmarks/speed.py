@@ -1,5 +1,5 @@
-"""Featurisation speed: DIM against matminer's XRDPowderPattern and OrbitalFieldMatrix, and CHGNet's crystal
-features where the ``chgnet`` package is installed.
+"""Featurisation speed: DIM against matminer's XRDPowderPattern, OrbitalFieldMatrix and Magpie composition
+features, and CHGNet's crystal features where the ``chgnet`` package is installed.
 
 Same structures (drawn at random from the test split of record), same process, end to end from pymatgen
 ``Structure`` objects, weights loaded and warmed first. DIM runs with ``n_jobs=1`` and with ``--n-jobs``
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.bench.representations import MagpieFromStructure
 from dim_featurizer.console import Parser, ScriptHelp
 from dim_featurizer.provenance import hardware, machine
 from dim_featurizer.readers import default_data_dir, read_frame, read_split
@@ -63,6 +64,7 @@ def main() -> None:
         peers["OrbitalFieldMatrix(flatten=True)"] = OrbitalFieldMatrix(flatten=True)
     for peer in peers.values():
         peer.set_n_jobs(1)
+    peers["Magpie (ElementProperty)"] = MagpieFromStructure()  # composition only, one process
     chgnet = chgnet_features(args.device)
     if chgnet is not None:
         chgnet(structures[:20])

@@ -215,7 +215,7 @@ def run_benchmark(
                 if todo:
                     say(
                         f"{name}/{rep}: featurising {len(needed)} crystals (cached), then {len(todo) * len(models)} "
-                        f"fits ({len(subsets) - len(todo)} draws kept from {out})"
+                        f"fits ({len(subsets) - len(todo)} of {len(subsets)} (budget, draw) subsets kept from {out})"
                     )
                     frame = features(rep)
                     new = run_fits(

@@ -59,6 +59,9 @@ VARIANTS = {
     "v15-v12-seed1": [*V5, "--masked-sites", "0.25", "--seed", "1"],
     # Richer reconstruction targets: each site's first shell (composition, coordination number, d_nn).
     "v16-v5-shell": [*V5, "--shell-reconstruction", "1.0"],
+    # Capacity: twice the embedding and attention width (the pooled readout keeps its 128 values).
+    "v17-v5-hidden128": [*V5, "--hidden", "128"],
+    "v18-v17-seed1": [*V5, "--hidden", "128", "--seed", "1"],
 }
 
 
@@ -81,6 +84,8 @@ def run_variant(name: str, options: list[str], runs: Path = RUNS, data: Path | N
         # Another run seed draws other training and validation crystals: such a run probes its own control.
         reseeded = "--seed" in options and options[options.index("--seed") + 1] != "0"
         encoders = ["kept", "untrained"] if reseeded else ["kept"]
+        if "--hidden" in options:  # another architecture: its own initialisation is the like-for-like control
+            encoders.append("start")
         if name == "v0-baseline":
             encoders = ["kept", "start", "untrained"]
         _command("dim_featurizer.bench.cli", "probe", *common, "--draws", "3", "--encoders", *encoders)
