@@ -71,6 +71,9 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
         else:
             p.add_argument(flag, type=type(default), default=default, help=OPTION_HELP[f.name])
     p.add_argument("--global-dim", type=int, help="D, the length of μ_G (default 128; method §2)")
+    p.add_argument(
+        "--hidden", type=int, help="width of the site, distance and attention embeddings (default 64; method §2)"
+    )
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
 
 
@@ -111,7 +114,7 @@ def run_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`run.prepare_setup` (and :func:`run.pretrain`) from parsed
     :func:`run_arguments`."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
-    model = {"global_dim": args.global_dim} if args.global_dim else {}
+    model = {k: v for k, v in (("global_dim", args.global_dim), ("hidden", args.hidden)) if v}
     return dict(
         config=TrainConfig(**values, amp=not args.no_amp, model=model),
         encoding=EncodingConfig(max_atoms=args.max_atoms),
