@@ -77,15 +77,14 @@ class EarlierFits:
     def read(cls, out: str | Path | None, settings: dict) -> EarlierFits:
         """Rows of ``out/fits.csv`` made under the same protocol, seed, test and pool limits, dropping DIM
         columns whose recorded weights differ from the ones this run would use."""
-        fits_csv, record = (Path(out) / "fits.csv", Path(out) / "run.json") if out is not None else (None, None)
-        if fits_csv is None or not (fits_csv.is_file() and record.is_file()):
-            return cls(pd.DataFrame(columns=["task", "representation", "model", "budget", "draw"]))
-        run = json.loads(record.read_text())
+        none = cls(pd.DataFrame(columns=["task", "representation", "model", "budget", "draw"]))
+        if out is None or not ((Path(out) / "fits.csv").is_file() and (Path(out) / "run.json").is_file()):
+            return none
+        run = json.loads((Path(out) / "run.json").read_text())
         old = run.get("settings", {})
-        same = all(old.get(k) == settings.get(k) for k in ("protocol", "seed", "test_limit", "pool_limit"))
-        fits = pd.read_csv(fits_csv, float_precision="round_trip") if same else pd.DataFrame()
-        if not same or fits.empty:
-            return cls(pd.DataFrame(columns=["task", "representation", "model", "budget", "draw"]))
+        if any(old.get(k) != settings.get(k) for k in ("protocol", "seed", "test_limit", "pool_limit")):
+            return none
+        fits = pd.read_csv(Path(out) / "fits.csv", float_precision="round_trip")
         stale = set()
         for rep in fits["representation"].unique():
             try:
@@ -190,10 +189,11 @@ def run_benchmark(
     }
     all_fits, missing, drawn = [], [], {}
     previous = EarlierFits.read(out, settings)
+    dim_featurizers = {k: v for rep in reps for k, v in dim_members(rep).items()}.values()
     for name in tasks:
         task = load_task(name, data_dir, test_limit, pool_limit, seed)
         say(f"{name}: pool {len(task.pool)}, test {len(task.test)}, target {task.target!r} ({task.unit})")
-        for featurizer in {k: v for rep in reps for k, v in dim_members(rep).items()}.values():
+        for featurizer in dim_featurizers:
             check_pretraining(featurizer, [str(i) for i in task.test.index])
         subsets = draw_subsets(len(task.pool), list(budgets), draws, seed)
         needed = pd.concat([task.pool["structure"], task.test["structure"]])
