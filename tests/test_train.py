@@ -288,7 +288,9 @@ def test_distributed_two_processes_gloo(series, tmp_path):
         "--device", "cpu", "--no-progress",
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    # Each rank's own one-line error first: the launcher's traceback would bury it.
+    errors = [line for line in run.stderr.splitlines() if line.startswith("dim-train:") or "Error:" in line]
+    assert run.returncode == 0, "\n".join(errors[:20]) + "\n" + run.stderr[-2000:]
     run_info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert "x2 processes" in run_info["hardware"] and run_info["epochs_done"] == 1
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()

@@ -134,8 +134,10 @@ class RunExistsError(ValueError):
     """A run folder already holds a run, and neither resuming nor overwriting it was asked for."""
 
 
-def check_run_dir(run_dir: Path, info: dict, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a fresh run over an existing one, unless ``overwrite`` (which clears it).
+def check_run_dir(run_dir: Path, info: dict, resume: bool, overwrite: bool, clear: bool = True) -> None:
+    """Refuse to start a fresh run over an existing one, unless ``overwrite`` (which clears it when ``clear``).
+
+    Under torchrun every process checks but only rank 0 clears (``clear``), so all ranks decide alike.
 
     Raises:
         RunExistsError: naming the folder and the options that differ from the stored run's.
@@ -144,7 +146,7 @@ def check_run_dir(run_dir: Path, info: dict, resume: bool, overwrite: bool) -> N
     if not found or resume:
         return
     if overwrite:
-        for name in found:
+        for name in found if clear else ():
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         return
@@ -188,7 +190,9 @@ def pretrain(
     """
     trainer, info = prepare_run(source, run_dir, pbar=pbar, **options)
     config, run_dir = trainer.config, Path(run_dir)
-    check_run_dir(run_dir, info, resume, overwrite)
+    check_run_dir(run_dir, info, resume, overwrite, clear=trainer.rank == 0)
+    if dist.is_initialized():  # every rank has seen the folder as it was before rank 0 writes into it
+        dist.barrier()
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume and trainer.checkpoint_path.is_file():
         trainer.load_checkpoint()
