@@ -35,6 +35,10 @@ class ModelConfig:
         n_site_features: site-feature width (9: eight element properties and
             the oxidation state).
         hidden: width of site, distance and attention embeddings.
+        attention_layers: attention blocks over each site's environment. The
+            paper has 1; each further block reads site embeddings updated by
+            the previous block's environment vectors (h_i + s_i), so μ_i
+            sees one more shell of neighbours per block.
         local_dim: width of each local representation μ_i.
         global_hidden: width of the pooled global layer.
         global_dim: D, the length of the feature vector μ_G. The paper says
@@ -61,6 +65,7 @@ class ModelConfig:
 
     n_site_features: int = 9
     hidden: int = 64
+    attention_layers: int = 1
     local_dim: int = 32
     global_hidden: int = 128
     global_dim: int = 128
@@ -76,6 +81,8 @@ class ModelConfig:
     weights_sha256: str | None = None
 
     def __post_init__(self) -> None:
+        if self.attention_layers < 1:
+            raise ValueError(f"attention_layers must be at least 1, got {self.attention_layers}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if isinstance(self.encoding, dict):

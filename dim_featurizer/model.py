@@ -97,8 +97,25 @@ class EncoderOutput:
     global_logvar: torch.Tensor
 
 
+class Attention(nn.Module):
+    """The parameters of one attention block: weights from block(3h → h) → Linear(h → 1), values from
+    block(3h → h) → block(h → h), both on B_ij = [h_i, h_a(ij), e_ij] (applied in split form by
+    :meth:`LocalEncoder.environments`)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.attention_pre = block(3 * hidden, hidden)
+        self.attention_out = nn.Linear(hidden, 1)
+        self.value_pre = block(3 * hidden, hidden)
+        self.value_out = block(hidden, hidden)
+
+
 class LocalEncoder(nn.Module):
-    """Site embeddings, one attention block over each site's environment, and μ_i, log σ²_i."""
+    """Site embeddings, attention blocks over each site's environment, and μ_i, log σ²_i.
+
+    The first block's parameters sit on the encoder itself (the paper's single block, whose state-dict
+    names every weights file has); further blocks (``config.attention_layers`` > 1) are in ``more``.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -107,11 +124,10 @@ class LocalEncoder(nn.Module):
         self.max_pairs = config.max_pairs
         self.site_embed = block(config.n_site_features, h)
         self.distance_embed = block(1, h)
-        # block(3h → h) on B_ij = [h_i, h_a(ij), e_ij]; applied in split form below.
-        self.attention_pre = block(3 * h, h)
-        self.attention_out = nn.Linear(h, 1)
-        self.value_pre = block(3 * h, h)
-        self.value_out = block(h, h)
+        first = Attention(h)
+        self.attention_pre, self.attention_out = first.attention_pre, first.attention_out
+        self.value_pre, self.value_out = first.value_pre, first.value_out
+        self.more = nn.ModuleList(Attention(h) for _ in range(config.attention_layers - 1))
         self.mu = nn.Linear(h, config.local_dim)
         self.logvar = nn.Linear(h, config.local_dim)
         self.register_buffer("feature_mean", torch.tensor(config.feature_mean), persistent=False)
@@ -130,6 +146,7 @@ class LocalEncoder(nn.Module):
         neighbor_index: torch.Tensor,
         distances: torch.Tensor,
         mask: torch.Tensor,
+        layer: Attention | None = None,
     ) -> torch.Tensor:
         """Attention-pooled environment vectors s_i.
 
@@ -139,6 +156,7 @@ class LocalEncoder(nn.Module):
             neighbor_index: (R, M) index in ``sites`` of each neighbour's species.
             distances: (R, M) distances, Å.
             mask: (R, M) True for real neighbours.
+            layer: the :class:`Attention` block to apply (default the first, on the encoder itself).
 
         Returns:
             (R, hidden) s_i. Rows are processed in chunks of at most
@@ -146,7 +164,8 @@ class LocalEncoder(nn.Module):
             stays bounded for huge cells.
         """
         h = self.hidden
-        pre = (self.attention_pre[0], self.value_pre[0])
+        layer = self if layer is None else layer
+        pre = (layer.attention_pre[0], layer.value_pre[0])
         weight = torch.cat([m.weight for m in pre])  # (2h, 3h): both heads at once
         bias = torch.cat([m.bias for m in pre])
         # Linear([h_i, h_j, e]) = W_i h_i + W_j h_j + W_e e: project each site once, not per pair.
@@ -155,10 +174,10 @@ class LocalEncoder(nn.Module):
         # Each head's LayerNorm affine (γ, β) is folded into the linear layer after it, and the value
         # block's own affine is applied after the attention sum (the weights sum to 1): per pair, only
         # the parameter-free normalisations remain.
-        attention_norm, value_norm = self.attention_pre[2], self.value_pre[2]
-        attention_weight = self.attention_out.weight * attention_norm.weight
-        attention_bias = self.attention_out.bias + self.attention_out.weight @ attention_norm.bias
-        value_linear, value_out_norm = self.value_out[0], self.value_out[2]
+        attention_norm, value_norm = layer.attention_pre[2], layer.value_pre[2]
+        attention_weight = layer.attention_out.weight * attention_norm.weight
+        attention_bias = layer.attention_out.bias + layer.attention_out.weight @ attention_norm.bias
+        value_linear, value_out_norm = layer.value_out[0], layer.value_out[2]
         value_weight = value_linear.weight * value_norm.weight
         value_bias = value_linear.bias + value_linear.weight @ value_norm.bias
         width = max(1, distances.shape[1])
@@ -190,7 +209,12 @@ class LocalEncoder(nn.Module):
         """Return (μ_i, log σ²_i), each (N, local_dim), for every unique site in the batch."""
         sites = self.embed_sites(batch.site_features)
         rows = torch.arange(len(sites), device=sites.device)
-        s = self.environments(sites, rows, batch.neighbor_index, batch.distances, batch.mask)
+        graph = (rows, batch.neighbor_index, batch.distances, batch.mask)
+        s = self.environments(sites, *graph)
+        for layer in self.more:
+            # Each site's embedding takes in its environment, so the next block reads one shell further.
+            sites = sites + s
+            s = self.environments(sites, *graph, layer=layer)
         return self.mu(s), self.logvar(s)
 
 

@@ -24,22 +24,26 @@ def batch(real_structures):
 
 
 def reference_local(encoder, batch):
-    """docs/method.md §2 written out literally: build B_ij = [h_i, h_a(ij), e_ij] and apply the blocks."""
+    """docs/method.md §2 written out literally: build B_ij = [h_i, h_a(ij), e_ij] and apply the blocks; each
+    further attention block reads h_i + s_i of the block before."""
     lo = encoder.local
     h = lo.embed_sites(batch.site_features)
     d = (batch.distances - lo.distance_mean) / lo.distance_std
     e = lo.distance_embed(d.unsqueeze(-1))
-    b = torch.cat([h.unsqueeze(1).expand(-1, e.shape[1], -1), h[batch.neighbor_index], e], dim=-1)
-    logits = lo.attention_out(lo.attention_pre(b)).squeeze(-1).masked_fill(~batch.mask, float("-inf"))
-    values = lo.value_out(lo.value_pre(b))
-    s = (torch.softmax(logits, -1).unsqueeze(-1) * values).sum(1)
+    s = None
+    for layer in [lo, *lo.more]:
+        h = h if s is None else h + s
+        b = torch.cat([h.unsqueeze(1).expand(-1, e.shape[1], -1), h[batch.neighbor_index], e], dim=-1)
+        logits = layer.attention_out(layer.attention_pre(b)).squeeze(-1).masked_fill(~batch.mask, float("-inf"))
+        values = layer.value_out(layer.value_pre(b))
+        s = (torch.softmax(logits, -1).unsqueeze(-1) * values).sum(1)
     return lo.mu(s), lo.logvar(s)
 
 
-def trained_like_encoder(seed: int = 3) -> SiteNetEncoder:
+def trained_like_encoder(seed: int = 3, layers: int = 1) -> SiteNetEncoder:
     """An untrained encoder whose LayerNorm scales and shifts are not the identity (as after training), so
     that folding them into the neighbouring layers is tested."""
-    encoder = untrained_encoder(seed=seed)
+    encoder = untrained_encoder(ModelConfig(attention_layers=layers), seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in encoder.modules():
@@ -49,8 +53,9 @@ def trained_like_encoder(seed: int = 3) -> SiteNetEncoder:
     return encoder
 
 
-def test_fast_path_equals_literal_architecture(batch):
-    encoder = trained_like_encoder()
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fast_path_equals_literal_architecture(batch, layers):
+    encoder = trained_like_encoder(layers=layers)
     with torch.no_grad():
         mu, logvar = encoder.local(batch)
         ref_mu, ref_logvar = reference_local(encoder, batch)
@@ -58,8 +63,9 @@ def test_fast_path_equals_literal_architecture(batch):
     torch.testing.assert_close(logvar, ref_logvar, atol=1e-5, rtol=1e-5)
 
 
-def test_fast_path_has_the_literal_architectures_gradients(batch):
-    encoder = trained_like_encoder()
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fast_path_has_the_literal_architectures_gradients(batch, layers):
+    encoder = trained_like_encoder(layers=layers)
     grads = []
     for local in (encoder.local, lambda b: reference_local(encoder, b)):
         encoder.zero_grad()
@@ -102,6 +108,21 @@ def test_config_round_trip(tmp_path):
         ModelConfig.from_dict({**config.as_dict(), "heads": 4})
     with pytest.raises(ValueError, match="oxidation"):
         EncodingConfig(oxidation="bond-valence")
+    with pytest.raises(ValueError, match="attention_layers"):
+        ModelConfig(attention_layers=0)
+
+
+def test_second_attention_block_adds_parameters_and_keeps_the_first_blocks_names(tmp_path, batch):
+    one, two = untrained_encoder(), untrained_encoder(ModelConfig(attention_layers=2))
+    added = set(two.state_dict()) - set(one.state_dict())
+    assert set(one.state_dict()) < set(two.state_dict()) and added and all(k.startswith("local.more.0.") for k in added)
+    # Same seed, same first block: the extra block is drawn after it.
+    torch.testing.assert_close(two.local.attention_pre[0].weight, one.local.attention_pre[0].weight)
+    assert not torch.allclose(one.embed(batch), two.embed(batch))
+    save_pretrained(two, tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert loaded.config.attention_layers == 2
+    torch.testing.assert_close(loaded.embed(batch), two.embed(batch), atol=0, rtol=0)
 
 
 def test_save_load_round_trip(tmp_path, batch):

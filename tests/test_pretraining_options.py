@@ -129,6 +129,7 @@ def test_diagnose_and_probe_commands_on_the_sample(sample_dir, tmp_path):
     data, split = str(sample_dir / "mp2018_e_form_gap.json.gz"), str(sample_dir / "mp2018_folds.json")
     common = [data, "--split", split, "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-sites", "300"]
     common += ["--val-fraction", "0.2", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]
+    common += ["--attention-layers", "2"]  # the whole path, fit to card, with a non-default architecture
     assert main(["fit", *common, "--local-weighting", "distance", "--permutation", "supercell"]) == 0
     assert main(["diagnose", *common, "--local-weighting", "distance", "--permutation", "supercell"]) == 0
     probes = json.loads((tmp_path / "run" / "diagnosis.json").read_text())["probes"]
@@ -143,10 +144,12 @@ def test_diagnose_and_probe_commands_on_the_sample(sample_dir, tmp_path):
     card = (export_run(tmp_path / "run", tmp_path / "weights", "toy") / "README.md").read_text()
     assert "## Label-free probes" in card and "## Development probe" in card
     assert "local weighting `distance`" in card and "permutation over `supercell`" in card
-    assert "the feature vector is μ_G" in card
+    assert "the feature vector is μ_G" in card and "attention blocks\n  2" in card
     pooled = (export_run(tmp_path / "run", tmp_path / "pooled", "toy", readout="pooled") / "README.md").read_text()
     assert "the feature vector is the global encoder's mean-pooled layer" in pooled
-    record = json.loads((tmp_path / "weights" / "toy" / "config.json").read_text())["pretraining"]
+    config = json.loads((tmp_path / "weights" / "toy" / "config.json").read_text())
+    assert config["attention_layers"] == 2
+    record = config["pretraining"]
     assert record["selection_labels_read"] == ["e_form", "gap"] and record["selection_test_ids_read"] == 0
 
 

@@ -74,6 +74,11 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hidden", type=int, help="width of the site, distance and attention embeddings (default 64; method §2)"
     )
+    p.add_argument(
+        "--attention-layers",
+        type=int,
+        help="attention blocks over each environment; each further one reads one more shell (default 1; method §2)",
+    )
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
 
 
@@ -114,7 +119,8 @@ def run_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`run.prepare_setup` (and :func:`run.pretrain`) from parsed
     :func:`run_arguments`."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
-    model = {k: v for k, v in (("global_dim", args.global_dim), ("hidden", args.hidden)) if v}
+    chosen = (("global_dim", args.global_dim), ("hidden", args.hidden), ("attention_layers", args.attention_layers))
+    model = {k: v for k, v in chosen if v}
     return dict(
         config=TrainConfig(**values, amp=not args.no_amp, model=model),
         encoding=EncodingConfig(max_atoms=args.max_atoms),

@@ -215,7 +215,8 @@ this project's own `dim-train` code from real data. Load it with
 
 ## Configuration
 
-- Encoder: `config.json` (hidden {config["hidden"]}, local {config["local_dim"]},
+- Encoder: `config.json` (hidden {config["hidden"]}, attention blocks
+  {config.get("attention_layers", 1)}, local {config["local_dim"]},
   D = {config["global_dim"]}; encoding: max_atoms
   {config["encoding"]["max_atoms"]}, oxidation `{config["encoding"]["oxidation"]}`{oxidation_note};
   encoding version {config["encoding_version"]}; feature vector: `{config["readout"]}`,

@@ -62,7 +62,11 @@ VARIANTS = {
     # Capacity: twice the embedding and attention width (the pooled readout keeps its 128 values).
     "v17-v5-hidden128": [*V5, "--hidden", "128"],
     "v18-v17-seed1": [*V5, "--hidden", "128", "--seed", "1"],
+    # Depth: a second attention block, so μ_i reads its neighbours' environments (two shells).
+    "v19-v5-attention2": [*V5, "--attention-layers", "2"],
 }
+#: Options that change the encoder's shape: such a variant also probes its own initialisation.
+ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
 
 
 def _command(module: str, *args: str) -> None:
@@ -84,7 +88,7 @@ def run_variant(name: str, options: list[str], runs: Path = RUNS, data: Path | N
         # Another run seed draws other training and validation crystals: such a run probes its own control.
         reseeded = "--seed" in options and options[options.index("--seed") + 1] != "0"
         encoders = ["kept", "untrained"] if reseeded else ["kept"]
-        if "--hidden" in options:  # another architecture: its own initialisation is the like-for-like control
+        if set(ARCHITECTURE_OPTIONS) & set(options):  # its own initialisation is the like-for-like control
             encoders.append("start")
         if name == "v0-baseline":
             encoders = ["kept", "start", "untrained"]
