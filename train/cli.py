@@ -120,7 +120,7 @@ def run_options(args: argparse.Namespace) -> dict:
     :func:`run_arguments`."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
     chosen = (("global_dim", args.global_dim), ("hidden", args.hidden), ("attention_layers", args.attention_layers))
-    model = {k: v for k, v in chosen if v}
+    model = {k: v for k, v in chosen if v is not None}  # 0 reaches ModelConfig and is refused, not dropped
     return dict(
         config=TrainConfig(**values, amp=not args.no_amp, model=model),
         encoding=EncodingConfig(max_atoms=args.max_atoms),
