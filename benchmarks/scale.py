@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 36738], help="numbers of structures per run")
     p.add_argument("--device", default="cpu", help="torch device of the network")
     p.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
+    p.add_argument("--compile", action="store_true", help="pass --compile (compile time included)")
     p.add_argument("--chunk-size", type=int, default=5000, help="structures per written part")
     p.add_argument("--small-chunk-size", type=int, default=1000, help="chunk size of the second streaming run")
     p.add_argument("--seed", type=int, default=0, help="seeds the shuffle the sizes are drawn from")
@@ -83,6 +84,7 @@ def main() -> None:
     order = [int(i) for i in np.random.default_rng(args.seed).permutation(len(raw["index"]))]
     common = ["--device", args.device, "--n-jobs", str(args.n_jobs), "--no-progress"]
     common += ["--weights", args.weights] if args.weights else []
+    common += ["--compile"] if args.compile else []
     cli = [sys.executable, "-m", "dim_featurizer.cli"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +109,8 @@ def main() -> None:
     by = {(r["n"], r["mode"]): r for r in rows}
     lines = [
         f"dim-featurize on {machine()['cpu']} ({machine()['cores']} cores), device {args.device}, "
-        f"--n-jobs {args.n_jobs}, --chunk-size {args.chunk_size} (stream{args.small_chunk_size}: "
+        f"--n-jobs {args.n_jobs}{' --compile' if args.compile else ''}, --chunk-size {args.chunk_size} "
+        f"(stream{args.small_chunk_size}: "
         f"{args.small_chunk_size}); sizes are nested draws of one shuffle (seed {args.seed}); "
         "each run a fresh process (startup included)",
         f"{'structures':>10} {'mode':>10} {'seconds':>8} {'struct/s':>9} {'s per 1k':>9} {'peak MiB':>9} "

@@ -3,14 +3,15 @@ features, and CHGNet's crystal features where the ``chgnet`` package is installe
 
 Same structures (drawn at random from the test split of record), same process, end to end from pymatgen
 ``Structure`` objects, weights loaded and warmed first. DIM runs with ``n_jobs=1`` and with ``--n-jobs``
-encoding processes; the peers with one process each (matminer's ``n_jobs=1``; CHGNet's own batching).
+encoding processes, each eagerly and with ``compile_network=True``; the peers with one process each
+(matminer's ``n_jobs=1``; CHGNet's own batching).
 
 The run is split into ``--rounds`` interleaved rounds, so that a shared machine's drifting speed hits every
 featuriser alike: in each round DIM featurises all the structures (its rate is the median over rounds) and
 each peer featurises the round's share of them (its rate is over all the structures, once each).
 Prints a table and writes ``speed_<device>.{json,txt}`` beside this script, with the machine it ran on.
 
-    python benchmarks/speed.py --skip-ofm            # 1,000 structures on CPU
+    python benchmarks/speed.py --skip-ofm            # 1,000 structures on CPU, eager and compiled
     python benchmarks/speed.py --device cuda --n 10000 --skip-ofm
 """
 
@@ -45,6 +46,7 @@ def main() -> None:
     p.add_argument("--skip-ofm", action="store_true", help="OFM takes ~0.4 s per structure")
     p.add_argument("--n-jobs", type=int, default=2, help="encoding processes of the second DIM run")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (see above)")
+    p.add_argument("--no-compile", action="store_true", help="skip DIM with compile_network=True")
     args = p.parse_args()
 
     from matminer.featurizers.structure import OrbitalFieldMatrix, XRDPowderPattern
@@ -54,11 +56,18 @@ def main() -> None:
     ids = rng.choice(test_ids, size=min(args.n, len(test_ids)), replace=args.n > len(test_ids))
     structures = list(read_frame(args.data_dir / "mp2018_e_form_gap.json.gz", ids)["structure"])
 
-    dim = DeepInfoMaxFeaturizer(weights=args.weights, device=args.device, n_jobs=1)
-    dim.featurize_many(structures[:20], pbar=False)  # warm-up: lazy imports, weights, kernels
-    pooled = DeepInfoMaxFeaturizer(weights=args.weights, device=args.device, n_jobs=args.n_jobs)
-    pooled.featurize_many(structures[:200], pbar=False)  # starts the encoding workers
-    dims = {"DeepInfoMaxFeaturizer(n_jobs=1)": dim, f"DeepInfoMaxFeaturizer(n_jobs={args.n_jobs})": pooled}
+    dims, warm_up = {}, {}
+    for compiled in (False,) if args.no_compile else (False, True):
+        for n_jobs in (1, args.n_jobs):
+            name = f"DeepInfoMaxFeaturizer(n_jobs={n_jobs}{', compile_network=True' if compiled else ''})"
+            dims[name] = DeepInfoMaxFeaturizer(
+                weights=args.weights, device=args.device, n_jobs=n_jobs, compile_network=compiled
+            )
+            # Warm-up: lazy imports, weights, kernels, the encoding workers and (compiled) the compile.
+            start = time.perf_counter()
+            dims[name].featurize_many(structures[:200], pbar=False)
+            warm_up[name] = time.perf_counter() - start
+    dim = next(iter(dims.values()))
     peers = {"XRDPowderPattern()": XRDPowderPattern()}
     if not args.skip_ofm:
         peers["OrbitalFieldMatrix(flatten=True)"] = OrbitalFieldMatrix(flatten=True)
@@ -85,7 +94,10 @@ def main() -> None:
             start = time.perf_counter()
             chgnet(part)
             peer_seconds["CHGNet crystal features"] += time.perf_counter() - start
-    results = {name: {"seconds": float(np.median(times)), "rounds": times} for name, times in rounds.items()}
+    results = {
+        name: {"seconds": float(np.median(times)), "rounds": times, "warm_up_seconds": warm_up[name]}
+        for name, times in rounds.items()
+    }
     results.update({name: {"seconds": seconds} for name, seconds in peer_seconds.items()})
     for name, r in results.items():
         r["failed"] = failed[name]
@@ -93,14 +105,16 @@ def main() -> None:
     lines = [
         f"{len(structures)} mp2018 test structures, seed {args.seed}; device {args.device}; {hardware()}; "
         f"{time.strftime('%Y-%m-%d')}; {args.rounds} interleaved rounds (DIM: median seconds per round over all "
-        "structures; peers: seconds over all structures, once each)",
-        f"{'featuriser':36s} {'seconds':>9s} {'struct/s':>10s} {'vs XRD':>8s} failed",
+        "structures; peers: seconds over all structures, once each; the warm-up, untimed, includes any compile: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in warm_up.items())
+        + ")",
+        f"{'featuriser':58s} {'seconds':>9s} {'struct/s':>10s} {'vs XRD':>8s} failed",
     ]
     for name, r in results.items():
         r["structures_per_second"] = len(structures) / r["seconds"]
         r["speed_vs_xrd"] = xrd / r["seconds"]
         lines.append(
-            f"{name:36s} {r['seconds']:9.2f} {r['structures_per_second']:10.1f} {r['speed_vs_xrd']:7.1f}x {r['failed']}"
+            f"{name:58s} {r['seconds']:9.2f} {r['structures_per_second']:10.1f} {r['speed_vs_xrd']:7.1f}x {r['failed']}"
         )
     print("\n".join(lines))
     report = {

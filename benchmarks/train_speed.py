@@ -1,14 +1,16 @@
 """Pretraining speed: crystals per second of one Deep InfoMax step, and seconds per epoch.
 
 Runs the same batches (real mp2018 training crystals, from the encoding
-cache) through three step variants in one process and reports each as a
+cache) through four step variants in one process and reports each as a
 ratio to the project's full step:
 
 - ``full``: the shipped objective (all false-sample types);
 - ``ablation``: only "other" false samples (Fig. 11);
 - ``literal``: the full objective, but the encoder builds every bond vector
   B_ij = [h_i, h_a(ij), e_ij] and runs its blocks on it, exactly as docs/method.md
-  §2 is written, instead of projecting sites and distinct distances once.
+  §2 is written, instead of projecting sites and distinct distances once;
+- ``compiled``: the full step with ``--compile`` (the per-pair work, forward and backward, through
+  ``torch.compile``; its compile is paid in the untimed warm-up steps).
 
     python benchmarks/train_speed.py [--steps 20] [--threads 2]
 
@@ -68,9 +70,14 @@ def main() -> None:
     dataset, _ = cached_dataset(structures, EncodingConfig(), args.cache_dir, n_jobs=-1)
     n_train = len(read_split(data / "mp2018_folds.json")["train"])
     results = {}
-    variants = {"full": (False, False), "ablation": (True, False), "literal": (False, True)}
-    for name, (only_other, literal) in variants.items():
-        config = TrainConfig(only_other=only_other)
+    variants = {
+        "full": (False, False, False),
+        "ablation": (True, False, False),
+        "literal": (False, True, False),
+        "compiled": (False, False, True),
+    }
+    for name, (only_other, literal, compiled) in variants.items():
+        config = TrainConfig(only_other=only_other, compile=compiled)
         trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device=args.device), "/tmp/unused-run")
         batches = epoch_batches(dataset.n_sites, trainer.train_idx, config.batch_sites, 0, 0)
         original = LocalEncoder.environments

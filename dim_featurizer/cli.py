@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-sites", type=int, default=1200, help="unique sites per forward pass")
     p.add_argument("--n-jobs", type=int, default=1, help="encoding processes (-1: all cores)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: ~2x faster after a 10-30 s start")
     p.add_argument("--ignore-errors", action="store_true", help="NaN rows, with the reason in 'error', for bad inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     stream = p.add_argument_group("streaming (large inputs)")
@@ -75,13 +76,8 @@ def run(args: argparse.Namespace) -> int:
         rows = merge_parts(args.merge, args.output)
         print(f"dim-featurize: merged {rows} rows from {args.merge} into {args.output}", file=sys.stderr)
         return 0
-    featurizer = DeepInfoMaxFeaturizer(
-        weights=args.weights,
-        revision=args.revision,
-        device=args.device,
-        batch_sites=args.batch_sites,
-        n_jobs=args.n_jobs,
-    )
+    options = {name: getattr(args, name) for name in ("weights", "revision", "device", "batch_sites", "n_jobs")}
+    featurizer = DeepInfoMaxFeaturizer(**options, compile_network=args.compile)
     inputs, keep, pbar = args.inputs or example_files(), args.keep_columns, not args.no_progress
     if args.out_dir:
         report = featurize_to_parts(

@@ -42,6 +42,9 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         cache_dir: Hub cache folder, None for huggingface_hub's default.
         readout: ``"global_mu"`` (μ_G) or ``"pooled"`` (the layer before the
             global bottleneck); None uses the weights' own.
+        compile_network: compile the network's per-pair work with ``torch.compile`` (needs a C++
+            compiler on CPU): ~2x faster network after a one-off ~10-30 s compile per process, for
+            large inputs; vectors agree with the default's to ~1e-6.
 
     Learned state: ``model_`` (the encoder), ``weights_info_``, ``device_``
     and ``encoding_``, set by :meth:`fit` or on first use, never pickled.
@@ -64,12 +67,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         pbar: bool = True,
         cache_dir: str | os.PathLike | None = None,
         readout: str | None = None,
+        compile_network: bool = False,
     ) -> None:
         # Stored as given, under their own names (scikit-learn's estimator contract).
         self.weights, self.revision, self.seed, self.cache_dir = weights, revision, seed, cache_dir
         self.device, self.batch_sites, self.n_jobs = device, batch_sites, n_jobs
         self.max_atoms, self.oxidation, self.max_sites = max_atoms, oxidation, max_sites
         self.ignore_errors, self.pbar, self.readout = ignore_errors, pbar, readout
+        self.compile_network = compile_network
 
     # -- model state -------------------------------------------------------
     def set_n_jobs(self, n_jobs: int) -> None:

@@ -62,7 +62,8 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
     else is seen.
 
     Args:
-        weights, revision, cache_dir, readout, max_atoms, oxidation, max_sites, n_jobs, device:
+        weights, revision, cache_dir, readout, max_atoms, oxidation, max_sites, n_jobs, device,
+        compile_network:
             as for :class:`DeepInfoMaxFeaturizer` (the encoder's source, encoding and readout).
         init: ``"pretrained"`` starts from the weights; ``"random"`` from the same architecture and
             standardisation with seeded random weights (the paper's control).
@@ -110,6 +111,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         pbar: bool = False,
         cache_dir: str | os.PathLike | None = None,
         verbose: int = 0,
+        compile_network: bool = False,
     ) -> None:
         self.weights, self.revision, self.init, self.readout, self.device = weights, revision, init, readout, device
         self.batch_sites, self.max_epochs, self.patience = batch_sites, max_epochs, patience
@@ -117,7 +119,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         self.weight_decay, self.loss, self.seed, self.n_jobs = weight_decay, loss, seed, n_jobs
         self.ignore_errors, self.pbar, self.cache_dir = ignore_errors, pbar, cache_dir
         self.max_atoms, self.oxidation, self.max_sites = max_atoms, oxidation, max_sites
-        self.verbose = verbose
+        self.verbose, self.compile_network = verbose, compile_network
 
     # -- scikit-learn API ------------------------------------------------------
     def fit(self, X: Any, y: Any) -> DIMRegressor:
@@ -329,7 +331,7 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
         encoding, info = EncodingConfig.from_dict(record["encoding"]), WeightsInfo.from_dict(record["weights_info"])
         batch_sites = max(self.batch_sites, INFERENCE_BATCH_SITES)
         self.net_ = net.to(device).eval()
-        self.runner_ = Runner(net.encoder, encoding, device, info, batch_sites, self.n_jobs)
+        self.runner_ = Runner(net.encoder, encoding, device, info, batch_sites, self.n_jobs, self.compile_network)
         self.y_mean_, self.y_scale_ = record["y_mean"], record["y_scale"]
         self.best_epoch_, self.history_ = record["best_epoch"], record["history"]
         self.n_train_, self.n_validation_ = record["n_train"], record["n_validation"]

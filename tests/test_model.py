@@ -14,8 +14,10 @@ from dim_featurizer.batching import collate
 from dim_featurizer.config import EncodingConfig, ModelConfig
 from dim_featurizer.encoding import encode_structure
 from dim_featurizer.errors import WeightsError
-from dim_featurizer.model import SiteNetEncoder, untrained_encoder
+from dim_featurizer.model import SiteNetEncoder, cpp_compiler, untrained_encoder
 from dim_featurizer.weights import load_pretrained, save_pretrained, sha256
+
+needs_cxx = pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,74 @@ def test_pair_chunking_does_not_change_results(batch):
     small = untrained_encoder(ModelConfig(max_pairs=97))
     large = untrained_encoder(ModelConfig(max_pairs=10**7))  # chunks of CACHE_PAIRS
     torch.testing.assert_close(small.embed(batch), large.embed(batch), atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_pair_kernel_is_used_only_without_gradients_and_for_sizes_of_two_or_more(batch):
+    from dim_featurizer.model import pair_environments
+
+    shapes = []
+
+    def spy(*args):
+        shapes.append(tuple(args[1].shape))
+        return pair_environments(*args)
+
+    encoder = trained_like_encoder()
+    with torch.no_grad():
+        eager = encoder.local(batch)[0]
+    encoder.local.compiled_pairs = spy
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.local(batch)[0], eager, atol=0, rtol=0)
+        assert shapes and all(min(shape) >= 2 for shape in shapes)
+        shapes.clear()
+        one = collate([encode_structure(s) for s in real_structures_with_one_site()])
+        encoder.local(one)
+    assert not shapes  # a single-site, single-atom batch stays eager: no recompile for size 1
+    encoder.local(batch)[0].sum().backward()
+    assert not shapes  # training (gradients on) always runs eager
+    encoder.local.compile_pairs(False)
+    assert encoder.local.compiled_pairs is None
+
+
+def real_structures_with_one_site():
+    from pymatgen.core import Lattice, Structure
+
+    return [Structure(Lattice.cubic(8.0), ["Cs"], [[0, 0, 0]])]
+
+
+def test_compiling_without_a_cpp_compiler_is_one_clear_error(monkeypatch):
+    import dim_featurizer.model as model
+
+    monkeypatch.setattr(model.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ValueError, match="C\\+\\+ compiler"):
+        untrained_encoder().local.compile_pairs()
+
+
+@pytest.mark.slow
+@needs_cxx
+def test_compiled_network_gives_the_eager_vectors(real_structures):
+    from dim_featurizer import DeepInfoMaxFeaturizer
+
+    structures = [*real_structures[:40], *real_structures_with_one_site()]
+    eager = DeepInfoMaxFeaturizer(device="cpu", pbar=False).featurize_many(structures, pbar=False)
+    compiled = DeepInfoMaxFeaturizer(device="cpu", pbar=False, compile_network=True)
+    assert compiled.runner().model.local.compiled_pairs is not None
+    np.testing.assert_allclose(compiled.featurize_many(structures, pbar=False), eager, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+@needs_cxx
+def test_compiled_pair_kernel_with_gradients_gives_the_eager_gradients(batch):
+    encoder = trained_like_encoder()
+    grads = []
+    for compiled in (False, True):
+        encoder.local.compile_pairs(compiled, with_gradients=True)
+        encoder.zero_grad()
+        mu, logvar = encoder.local(batch)
+        (mu.square().mean() + logvar.tanh().sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in encoder.local.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_global_gradient_never_reaches_local_encoder(batch):

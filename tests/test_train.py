@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from dim_featurizer.train.samples import SizeIndex, derangement, make_sample
 
 from dim_featurizer import DeepInfoMaxFeaturizer
 from dim_featurizer.encoding import EncodedCrystal, EncodingConfig
+from dim_featurizer.model import cpp_compiler
 
 SMALL = TrainConfig(epochs=2, batch_sites=60, val_fraction=0.2, checkpoint_every=2, patience=10)
 
@@ -171,6 +173,12 @@ def test_checkpoint_refuses_other_settings(dataset, tmp_path):
     other = TrainConfig(**{**SMALL.__dict__, "lr": 1e-5})
     with pytest.raises(ValueError, match="lr"):
         Trainer(build_setup(dataset, other, EncodingConfig(), device="cpu"), tmp_path).fit(resume=True, pbar=False)
+    # A speed option is not a setting: a run resumes with or without the compiled kernel.
+    if cpp_compiler() is None:
+        return
+    sped_up = Trainer(build_setup(dataset, replace(SMALL, compile=True), EncodingConfig(), device="cpu"), tmp_path)
+    sped_up.load_checkpoint()
+    assert sped_up.model.encoder.local.compiled_with_gradients
 
 
 def test_participation_ratio_counts_independent_directions():

@@ -137,4 +137,6 @@ def build_setup(
     train_idx, val_idx = validation_split(len(dataset), config.val_fraction, [config.seed, VAL_STREAM])
     model = build_model(model_config(dataset, train_idx, config, encoding), config)
     resolved = resolve_device(device, rank)
-    return RunSetup(model.to(resolved), dataset, train_idx, val_idx, config, resolved)
+    model = model.to(resolved)
+    model.encoder.local.compile_pairs(config.compile, with_gradients=True)
+    return RunSetup(model, dataset, train_idx, val_idx, config, resolved)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Options that change how fast a run goes, not what it learns: a run may resume with other values.
+SPEED_OPTIONS = ("compile",)
+
 
 @dataclass
 class TrainConfig:
@@ -54,6 +57,8 @@ class TrainConfig:
         shell_reconstruction: weight of a label-free term in which a decoder predicts each site's first shell
             from μ_i: the shell's mean standardised element properties, the log of its coordination number and
             the nearest-neighbour distance (``objective.first_shell``; 0: off).
+        compile: run the encoder's per-pair work through ``torch.compile``, forward and backward
+            (``LocalEncoder.compile_pairs``): a speed option; the objective is unchanged.
     """
 
     epochs: int = 40
@@ -80,6 +85,7 @@ class TrainConfig:
     masked_sites: float = 0.0
     jitter: float = 0.0
     shell_reconstruction: float = 0.0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         choices = {

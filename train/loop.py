@@ -26,7 +26,7 @@ from dim_featurizer.files import write_atomically, write_json
 from dim_featurizer.weights import save_pretrained
 
 from .build import RunSetup, epoch_batches, step_rng
-from .config import TrainConfig
+from .config import SPEED_OPTIONS, TrainConfig
 from .objective import Losses
 
 __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
@@ -100,8 +100,10 @@ class Trainer:
         """Restore a checkpoint written by :meth:`save_checkpoint` (tensors only, no arbitrary pickle)."""
         blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         saved, current = json.loads(blob["config"]), asdict(self.config)
-        # Only the epoch limit may change: raising it extends a finished run without changing any draw.
-        changed = sorted(k for k in saved.keys() | current.keys() if k != "epochs" and saved.get(k) != current.get(k))
+        # Only the epoch limit (raising it extends a finished run without changing any draw) and the speed
+        # options (absent from older checkpoints) may change.
+        free = ("epochs", *SPEED_OPTIONS)
+        changed = sorted(k for k in saved.keys() | current.keys() if k not in free and saved.get(k) != current.get(k))
         if changed:
             raise ValueError(f"{self.checkpoint_path} was written with other settings: {changed}")
         self.model.load_state_dict(blob["model"])

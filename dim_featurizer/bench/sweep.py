@@ -64,6 +64,8 @@ VARIANTS = {
     "v18-v17-seed1": [*V5, "--hidden", "128", "--seed", "1"],
     # Depth: a second attention block, so μ_i reads its neighbours' environments (two shells).
     "v19-v5-attention2": [*V5, "--attention-layers", "2"],
+    # v5 with the compiled pair kernel: a speed option, so its probes must match v5's within proxy noise.
+    "v20-v5-compiled": [*V5, "--compile"],
 }
 #: Options that change the encoder's shape: such a variant also probes its own initialisation.
 ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
