@@ -14,7 +14,13 @@ from dim_featurizer.train.config import TrainConfig
 from dim_featurizer.train.loop import Trainer
 from dim_featurizer.train.objective import DeepInfoMax
 from dim_featurizer.train.probes import label_free_probes, linear_r2
-from dim_featurizer.train.samples import SizeIndex, column_species, false_permutation, make_sample
+from dim_featurizer.train.samples import (
+    SizeIndex,
+    column_species,
+    false_permutation,
+    false_vacancy,
+    make_sample,
+)
 
 from dim_featurizer.encoding import EncodingConfig
 from dim_featurizer.model import untrained_encoder
@@ -79,6 +85,52 @@ def test_supercell_permutations_are_masked_when_they_change_nothing(sample, data
         neighbours = sample.permutation.neighbor_index[rows][0, : own.n_atoms] - int(np.flatnonzero(rows)[0])
         differs = bool(np.any(species[neighbours.numpy()] != column_species(own)))
         assert bool(sample.valid[2, c]) == differs
+
+
+def test_false_vacancy_removes_one_image_atom_and_keeps_everything_else(dataset):
+    rng = np.random.default_rng(0)
+    for index in range(len(dataset)):
+        own = dataset.crystal(index)
+        hole = false_vacancy(own, rng)
+        if own.n_atoms == own.n_sites:  # nothing but the unique sites: nothing to remove, masked
+            assert hole is own
+            continue
+        assert hole.n_atoms == own.n_atoms - 1 and hole.n_sites == own.n_sites
+        np.testing.assert_array_equal(hole.site_features, own.site_features)
+        # Exactly one image column (never a centre, columns 0..n-1) is gone; the rest keep their order.
+        removed = [
+            j
+            for j in range(own.n_sites, own.n_atoms)
+            if np.array_equal(np.delete(own.distances, j, axis=1), hole.distances)
+            and np.array_equal(np.delete(own.image_of, j), hole.image_of)
+        ]
+        assert removed, index
+
+
+def test_vacancies_add_a_fourth_global_false_kind_masked_where_nothing_is_removed(dataset, tmp_path):
+    sizes, indices = SizeIndex(dataset.n_sites), np.arange(10)
+    plain = make_sample(dataset, sizes, indices, np.random.default_rng(3), "supercell")
+    holes = make_sample(dataset, sizes, indices, np.random.default_rng(3), "supercell", vacancies=True)
+    # The vacancy draws come last: every other sample is that of a run without them.
+    assert torch.equal(plain.permutation.neighbor_index, holes.permutation.neighbor_index)
+    assert plain.vacancy is None and len(plain.false_crystals()) == 3 and plain.valid.shape == (3, 10)
+    assert len(holes.false_crystals()) == 4 and holes.valid.shape == (4, 10)
+    for c in range(10):
+        own = dataset.crystal(c)
+        assert int((holes.vacancy.crystal_index == c).sum()) == own.n_sites
+        assert bool(holes.valid[3, c]) == (own.n_atoms > own.n_sites)
+    model = DeepInfoMax(untrained_encoder())
+    mu, _ = model.encoder.local(holes.real)
+    _, false_terms, weights, _, _ = model.global_terms(holes, mu, torch.Generator().manual_seed(0))
+    assert false_terms.shape == weights.shape == (5, 10)
+    config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, vacancies=True)
+    trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path)
+    trainer.fit(pbar=False)
+    assert np.isfinite(trainer.state["history"][0]["train_total"])
+    from dim_featurizer.train.diagnose import VACANCY_KIND, false_sample_terms
+
+    table, _ = false_sample_terms(trainer.setup)
+    assert VACANCY_KIND in set(table[table["level"] == "global"]["sample"])
 
 
 def test_reconstruction_trains_both_decoders_and_checkpoints_must_state_every_option(dataset, tmp_path):

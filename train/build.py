@@ -111,7 +111,9 @@ class RunSetup:
 
     def sample(self, indices: np.ndarray, rng: np.random.Generator) -> tuple[TrainingSample, torch.Generator]:
         """The real batch of crystals ``indices`` with its false samples, and the noise generator, from ``rng``."""
-        sample = make_sample(self.dataset, self.sizes, indices, rng, self.config.permutation).to(self.device)
+        config = self.config
+        sample = make_sample(self.dataset, self.sizes, indices, rng, config.permutation, config.vacancies)
+        sample = sample.to(self.device)
         return sample, torch.Generator(self.device).manual_seed(int(rng.integers(2**62)))
 
     def validation_batches(self) -> list[tuple[np.ndarray, np.random.Generator]]:

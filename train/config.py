@@ -57,6 +57,8 @@ class TrainConfig:
         shell_reconstruction: weight of a label-free term in which a decoder predicts each site's first shell
             from μ_i: the shell's mean standardised element properties, the log of its coordination number and
             the nearest-neighbour distance (``objective.first_shell``; 0: off).
+        vacancies: add a fourth synthetic false crystal, the crystal with one supercell atom removed
+            (``samples.false_vacancy``; the paper's chemistry-aware false samples), to the global term.
         compile: run the encoder's per-pair work through ``torch.compile``, forward and backward
             (``LocalEncoder.compile_pairs``): a speed option; the objective is unchanged.
     """
@@ -85,6 +87,7 @@ class TrainConfig:
     masked_sites: float = 0.0
     jitter: float = 0.0
     shell_reconstruction: float = 0.0
+    vacancies: bool = False
     compile: bool = False
 
     def __post_init__(self) -> None:

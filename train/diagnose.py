@@ -22,6 +22,8 @@ from .samples import column_species, false_permutation, site_species
 
 LOCAL_KINDS = ("other environment", "false geometry", "false composition")
 GLOBAL_KINDS = ("other crystal", "false polymorph", "false composition", "false permutation")
+#: The global kind added by ``TrainConfig.vacancies``.
+VACANCY_KIND = "false vacancy"
 #: The JS term of a score T = 0, i.e. a discriminator that cannot tell.
 CHANCE = math.log(2)
 
@@ -78,7 +80,8 @@ def false_sample_terms(setup: RunSetup) -> tuple[pd.DataFrame, dict[str, float]]
         vectors["untrained"].append(control.embed(sample.real).float().cpu().numpy())
         sums["global", "real"] += float(true.sum())
         counts["global", "real"] += len(true)
-        for kind, term, weight in zip(GLOBAL_KINDS, false, weights):
+        kinds = (*GLOBAL_KINDS, VACANCY_KIND) if setup.config.vacancies else GLOBAL_KINDS
+        for kind, term, weight in zip(kinds[: len(false)], false, weights, strict=True):
             sums["global", kind] += float((term * weight).sum())
             counts["global", kind] += float(weight.sum())
     model.train()

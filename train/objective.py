@@ -294,7 +294,7 @@ class DeepInfoMax(nn.Module):
 
         Returns:
             the real term (crystals,), the false terms (kinds × crystals: other
-            crystal, then false polymorph, composition and permutation unless
+            crystal, then false polymorph, composition, permutation and (when on) vacancy unless
             ``only_other``), their weights (0 where a false sample equals the
             real crystal), and μ and log σ² of the global representation.
         """
@@ -313,7 +313,7 @@ class DeepInfoMax(nn.Module):
         false_terms = [_scatter_mean(F.softplus(other), row_owner, n)]
         weights = [torch.ones(n, device=rep.device)]
         if not self.only_other:
-            for kind, valid in zip((sample.polymorph, sample.composition, sample.permutation), sample.valid):
+            for kind, valid in zip(sample.false_crystals(), sample.valid):
                 fake = self.global_sample(self._frozen_environments(kind))
                 score = (rep[kind.crystal_index] * fake).sum(-1)
                 false_terms.append(_scatter_mean(F.softplus(score), kind.crystal_index, n))

@@ -27,11 +27,13 @@ class TrainingSample:
         polymorph: crystal c's own species on another crystal's geometry (same order as ``real``).
         composition: crystal c's own geometry with another crystal's species.
         permutation: crystal c's own geometry and species, species permuted among its sites.
-        valid: (3, C) bool, whether each of the three is really different from crystal c.
+        valid: (3, C) bool, whether each of the three is really different from crystal c (4, C with
+            ``vacancy``).
         other_crystal: (C,) the crystal (in ``real``) whose environments are c's "other crystal" samples;
             never c itself.
         donor_row: (N,) for each real row, a row of another crystal (local "other environment" donor).
         donor_col: (N, M) for each real pair, a valid column of ``donor_row``.
+        vacancy: crystal c with one supercell atom removed (a harder false crystal), or None when off.
     """
 
     real: Batch
@@ -42,13 +44,20 @@ class TrainingSample:
     other_crystal: torch.Tensor
     donor_row: torch.Tensor
     donor_col: torch.Tensor
+    vacancy: Batch | None = None
 
     def to(self, device: torch.device | str) -> TrainingSample:
         """Return a copy on ``device``."""
         return TrainingSample(
             *(v.to(device) for v in (self.real, self.polymorph, self.composition, self.permutation)),
             *(v.to(device) for v in (self.valid, self.other_crystal, self.donor_row, self.donor_col)),
+            vacancy=None if self.vacancy is None else self.vacancy.to(device),
         )
+
+    def false_crystals(self) -> list[Batch]:
+        """The synthetic false crystals, in the order of ``valid``'s rows."""
+        kinds = [self.polymorph, self.composition, self.permutation]
+        return kinds if self.vacancy is None else [*kinds, self.vacancy]
 
 
 def site_species(crystal: EncodedCrystal) -> np.ndarray:
@@ -128,6 +137,16 @@ def false_permutation(own: EncodedCrystal, rng: np.random.Generator, over: str =
     return EncodedCrystal(own.site_features, own.distances, own.image_of[order], own.repeats)
 
 
+def false_vacancy(own: EncodedCrystal, rng: np.random.Generator) -> EncodedCrystal:
+    """Own crystal with one supercell atom removed: a random image atom (never a unique site, each row's own
+    centre), so one neighbour is missing from the environments that held it. A cell without image atoms has
+    none to remove and comes back unchanged (masked as invalid)."""
+    if own.n_atoms <= own.n_sites:
+        return own
+    keep = np.delete(np.arange(own.n_atoms), int(rng.integers(own.n_sites, own.n_atoms)))
+    return EncodedCrystal(own.site_features, own.distances[:, keep], own.image_of[keep], own.repeats)
+
+
 def column_species(crystal: EncodedCrystal) -> np.ndarray:
     """(m, 2) the species of each supercell atom (column)."""
     return site_species(crystal)[crystal.image_of]
@@ -139,10 +158,13 @@ def make_sample(
     indices: np.ndarray,
     rng: np.random.Generator,
     permutation: str = "sites",
+    vacancies: bool = False,
 ) -> TrainingSample:
     """Build the real batch for dataset ``indices`` and every false sample, all from ``rng``.
 
-    ``permutation`` is how false permutations are drawn (:func:`false_permutation`).
+    ``permutation`` is how false permutations are drawn (:func:`false_permutation`); ``vacancies`` adds a
+    false vacancy per crystal (:func:`false_vacancy`), drawn after everything else so that the other draws
+    are those of a run without it.
     """
     crystals = dataset.subset(indices)
     polymorphs, compositions, permutations, valid = [], [], [], []
@@ -174,6 +196,11 @@ def make_sample(
     # ...and for each of the row's pairs, a random valid column of that donor row.
     width = real.distances.shape[1]
     donor_col = (rng.random((len(row_crystal), width)) * n_atoms[donor_crystal][:, None]).astype(np.int64)
+    vacancy = None
+    if vacancies:
+        holes = [false_vacancy(own, rng) for own in crystals]
+        vacancy = collate(holes)
+        valid = [row + [hole is not own] for row, hole, own in zip(valid, holes, crystals)]
     return TrainingSample(
         real=real,
         polymorph=collate(polymorphs),
@@ -183,4 +210,5 @@ def make_sample(
         other_crystal=torch.from_numpy(other),
         donor_row=torch.from_numpy(donor_row),
         donor_col=torch.from_numpy(donor_col),
+        vacancy=vacancy,
     )

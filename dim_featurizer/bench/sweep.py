@@ -66,6 +66,8 @@ VARIANTS = {
     "v19-v5-attention2": [*V5, "--attention-layers", "2"],
     # v5 with the compiled pair kernel: a speed option, so its probes must match v5's within proxy noise.
     "v20-v5-compiled": [*V5, "--compile"],
+    # Chemistry-aware false samples: a fourth global false crystal, the crystal with one atom removed.
+    "v21-v5-vacancy": [*V5, "--vacancies", "--compile"],
 }
 #: Options that change the encoder's shape: such a variant also probes its own initialisation.
 ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
