@@ -138,6 +138,9 @@ def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -
     if isinstance(structure, dict) or _looks_like_structure_text(structure):
         from dim_featurizer.readers import structure_from_value
 
+        fast = cell_from_dict(structure, config)
+        if fast is not None:
+            return fast if defer_guess else _with_states(fast)
         parsed = structure_from_value(structure)
         if isinstance(parsed, Exception):
             raise NotAStructureError(f"cannot read: {parsed}")
@@ -167,6 +170,44 @@ def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -
     formula = structure.composition.reduced_formula if oxidation is None else None
     cell = Cell(lattice, frac, z, oxidation, formula)
     return cell if defer_guess else _with_states(cell)
+
+
+def cell_from_dict(value: Any, config: EncodingConfig) -> Cell | None:
+    """The :class:`Cell` of a pymatgen ``Structure.as_dict()`` (or its JSON text) read straight from the dict,
+    without building a ``Structure`` (~20x cheaper than ``Structure.from_dict`` then :func:`to_cell`).
+
+    Only the plain case is read here: ordered sites of known, supported elements in a sound cell, with
+    oxidation states that need no guess. Anything else gives None, and the caller parses the value with
+    pymatgen, whose path names every error.
+    """
+    import json
+
+    try:
+        d = json.loads(value) if isinstance(value, (str, bytes)) and value.lstrip()[:1] in ("{", b"{") else value
+        lattice = np.asarray(d["lattice"]["matrix"], dtype=np.float64).reshape(3, 3)
+        species = [site["species"] for site in d["sites"]]
+        frac = np.asarray([site["abc"] for site in d["sites"]], dtype=np.float64).reshape(len(species), 3)
+        if not species or any(len(sp) != 1 or sp[0].get("occu", 1) != 1 for sp in species):
+            return None
+        symbols = _symbol_numbers()
+        z = np.array([symbols.get(sp[0]["element"], 0) for sp in species], dtype=np.int64)
+        given = np.array([sp[0].get("oxidation_state") or 0.0 for sp in species], dtype=np.float64)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
+    table = element_table()
+    sound = np.isfinite(lattice).all() and np.isfinite(frac).all() and abs(np.linalg.det(lattice)) >= 1e-3
+    supported = (z > 0).all() and (z < len(table)).all() and np.isfinite(table[np.clip(z, 0, len(table) - 1)]).all()
+    if not (sound and supported) or (config.oxidation == "guess" and not given.any()):
+        return None
+    return Cell(lattice, frac, z, np.zeros(len(z)) if config.oxidation == "zero" else given)
+
+
+@lru_cache(maxsize=1)
+def _symbol_numbers() -> dict[str, int]:
+    """Element symbol → atomic number, for every element pymatgen knows."""
+    from pymatgen.core.periodic_table import Element
+
+    return {e.symbol: e.Z for e in Element}
 
 
 def _ordered_species(structure: Any) -> list:

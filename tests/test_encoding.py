@@ -119,3 +119,43 @@ def test_collate_and_plan(real_structures):
         assert len(b) == 1 or sum(sizes[i] for i in b) <= 20
     with pytest.raises(ValueError):
         plan_batches(sizes, budget=0)
+
+
+@pytest.mark.parametrize("mode", ["zero", "given", "guess"])
+def test_cells_read_straight_from_dicts_equal_those_of_structures(examples, real_structures, mode):
+    from dim_featurizer.encoding import cell_from_dict, to_cell
+
+    config = EncodingConfig(oxidation=mode)
+    charged = examples["NaCl"].copy()
+    charged.add_oxidation_state_by_guess()
+    read, structures = 0, [*real_structures, *examples.values(), charged]
+    for structure in structures:
+        for value in (structure.as_dict(), structure.to_json()):
+            fast, slow = cell_from_dict(value, config), to_cell(structure, config, defer_guess=True)
+            if fast is None:  # only a guess the dict cannot make is left to pymatgen
+                assert mode == "guess" and slow.oxidation is None
+                continue
+            read += 1
+            for name in ("lattice", "frac", "z", "oxidation"):
+                np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name), err_msg=name)
+            # And what the encoder makes of it, through the public path.
+            np.testing.assert_array_equal(
+                encode_structure(value, config).distances, encode_structure(structure, config).distances
+            )
+    assert read == (2 if mode == "guess" else 2 * len(structures))  # guessing: only the charged one
+
+
+def test_dicts_the_fast_path_cannot_read_get_pymatgens_named_errors():
+    from dim_featurizer.encoding import cell_from_dict, to_cell
+    from dim_featurizer.errors import DisorderedStructureError
+
+    lattice = Lattice.cubic(4.0)
+    disordered = Structure(lattice, [{"Fe": 0.5, "Co": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).as_dict()
+    unsupported = Structure(lattice, ["Og", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).as_dict()
+    config = EncodingConfig()
+    assert cell_from_dict(disordered, config) is None and cell_from_dict(unsupported, config) is None
+    assert cell_from_dict("data_x\n_cell_length_a 4", config) is None  # CIF text is not a dict
+    with pytest.raises(DisorderedStructureError, match="site 0"):
+        to_cell(disordered, config)
+    with pytest.raises(UnsupportedElementError, match="site 0: Og"):
+        to_cell(unsupported, config)
