@@ -68,6 +68,9 @@ VARIANTS = {
     "v20-v5-compiled": [*V5, "--compile"],
     # Chemistry-aware false samples: a fourth global false crystal, the crystal with one atom removed.
     "v21-v5-vacancy": [*V5, "--vacancies", "--compile"],
+    # Third seeds of v5 and of the capacity variant, to size the proxy's seed noise (compiled: same probes).
+    "v22-v5-seed2": [*V5, "--seed", "2", "--compile"],
+    "v23-v17-seed2": [*V5, "--hidden", "128", "--seed", "2", "--compile"],
 }
 #: Options that change the encoder's shape: such a variant also probes its own initialisation.
 ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
