@@ -71,6 +71,9 @@ VARIANTS = {
     # Third seeds of v5 and of the capacity variant, to size the proxy's seed noise (compiled: same probes).
     "v22-v5-seed2": [*V5, "--seed", "2", "--compile"],
     "v23-v17-seed2": [*V5, "--hidden", "128", "--seed", "2", "--compile"],
+    # A 3x learning rate, on seeds 0 and 2 (compare v5 / v20 and v22): 8 proxy epochs may undertrain at 1e-4.
+    "v24-v5-lr3e-4": [*V5, "--lr", "3e-4", "--compile"],
+    "v25-v5-lr3e-4-seed2": [*V5, "--lr", "3e-4", "--seed", "2", "--compile"],
 }
 #: Options that change the encoder's shape: such a variant also probes its own initialisation.
 ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
