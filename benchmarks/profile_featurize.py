@@ -30,9 +30,9 @@ def main() -> None:
     p = Parser(description=__doc__, formatter_class=ScriptHelp)
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder")
     p.add_argument("--n", type=int, default=1000, help="test crystals")
+    p.add_argument("--out", type=Path, default=HERE / "profiles", help="folder for the summary")
     p.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
     p.add_argument("--compile", action="store_true", help="compile_network=True (compiled in the warm-up)")
-    p.add_argument("--out", type=Path, default=HERE / "profiles", help="folder for the summary")
     args = p.parse_args()
     if __name__ == "__main__":
         test_ids = read_split(args.data_dir / "mp2018_folds.json")["test"]
