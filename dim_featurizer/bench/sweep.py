@@ -74,6 +74,9 @@ VARIANTS = {
     # A 3x learning rate, on seeds 0 and 2 (compare v5 / v20 and v22): 8 proxy epochs may undertrain at 1e-4.
     "v24-v5-lr3e-4": [*V5, "--lr", "3e-4", "--compile"],
     "v25-v5-lr3e-4-seed2": [*V5, "--lr", "3e-4", "--seed", "2", "--compile"],
+    # Masked sites at 0.25 on a third seed (compare v22), and with width (compare v17).
+    "v26-v12-seed2": [*V5, "--masked-sites", "0.25", "--seed", "2", "--compile"],
+    "v27-v17-masked0.25": [*V5, "--hidden", "128", "--masked-sites", "0.25", "--compile"],
 }
 #: Options that change the encoder's shape: such a variant also probes its own initialisation.
 ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
