@@ -7,6 +7,7 @@ each primitive (unique) site to every supercell atom.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
@@ -152,13 +153,11 @@ def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -
     species = _ordered_species(structure)
     lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
     frac = np.asarray(structure.frac_coords, dtype=np.float64)
-    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
-        raise InvalidGeometryError("the lattice or coordinates contain NaN or infinity")
-    if abs(np.linalg.det(lattice)) < 1e-3:
-        raise InvalidGeometryError(f"the cell volume is {abs(np.linalg.det(lattice)):.3g} Å³")
+    problem = _geometry_problem(lattice, frac)
+    if problem:
+        raise InvalidGeometryError(problem)
     z = np.array([getattr(sp, "Z", 0) for sp in species], dtype=np.int64)
-    table = element_table()
-    bad = ~np.isfinite(table[np.clip(z, 0, len(table) - 1)]).all(axis=1) | (z <= 0) | (z >= len(table))
+    bad = _unsupported(z)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         missing = ", ".join(missing_properties(int(z[i])))
@@ -172,6 +171,20 @@ def to_cell(structure: Any, config: EncodingConfig, defer_guess: bool = False) -
     return cell if defer_guess else _with_states(cell)
 
 
+def _geometry_problem(lattice: np.ndarray, frac: np.ndarray) -> str | None:
+    """What is wrong with a cell's (3, 3) lattice (Å) and (n, 3) fractional coordinates, or None."""
+    if not (np.isfinite(lattice).all() and np.isfinite(frac).all()):
+        return "the lattice or coordinates contain NaN or infinity"
+    volume = abs(np.linalg.det(lattice))
+    return f"the cell volume is {volume:.3g} Å³" if volume < 1e-3 else None
+
+
+def _unsupported(z: np.ndarray) -> np.ndarray:
+    """(n,) True where atomic number ``z`` has no complete row in the site-feature table."""
+    table = element_table()
+    return ~np.isfinite(table[np.clip(z, 0, len(table) - 1)]).all(axis=1) | (z <= 0) | (z >= len(table))
+
+
 def cell_from_dict(value: Any, config: EncodingConfig) -> Cell | None:
     """The :class:`Cell` of a pymatgen ``Structure.as_dict()`` (or its JSON text) read straight from the dict,
     without building a ``Structure`` (~20x cheaper than ``Structure.from_dict`` then :func:`to_cell`).
@@ -180,8 +193,6 @@ def cell_from_dict(value: Any, config: EncodingConfig) -> Cell | None:
     oxidation states that need no guess. Anything else gives None, and the caller parses the value with
     pymatgen, whose path names every error.
     """
-    import json
-
     try:
         d = json.loads(value) if isinstance(value, (str, bytes)) and value.lstrip()[:1] in ("{", b"{") else value
         lattice = np.asarray(d["lattice"]["matrix"], dtype=np.float64).reshape(3, 3)
@@ -194,10 +205,7 @@ def cell_from_dict(value: Any, config: EncodingConfig) -> Cell | None:
         given = np.array([sp[0].get("oxidation_state") or 0.0 for sp in species], dtype=np.float64)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         return None
-    table = element_table()
-    sound = np.isfinite(lattice).all() and np.isfinite(frac).all() and abs(np.linalg.det(lattice)) >= 1e-3
-    supported = (z > 0).all() and (z < len(table)).all() and np.isfinite(table[np.clip(z, 0, len(table) - 1)]).all()
-    if not (sound and supported) or (config.oxidation == "guess" and not given.any()):
+    if _geometry_problem(lattice, frac) or _unsupported(z).any() or (config.oxidation == "guess" and not given.any()):
         return None
     return Cell(lattice, frac, z, np.zeros(len(z)) if config.oxidation == "zero" else given)
 
