@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-sites", type=int, default=1200, help="unique sites per forward pass")
     p.add_argument("--n-jobs", type=int, default=1, help="encoding processes (-1: all cores)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network: ~2x faster after a 10-30 s start")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: faster after a 10-30 s start")
     p.add_argument("--ignore-errors", action="store_true", help="NaN rows, with the reason in 'error', for bad inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     stream = p.add_argument_group("streaming (large inputs)")

@@ -187,7 +187,7 @@ def _unsupported(z: np.ndarray) -> np.ndarray:
 
 def cell_from_dict(value: Any, config: EncodingConfig) -> Cell | None:
     """The :class:`Cell` of a pymatgen ``Structure.as_dict()`` (or its JSON text) read straight from the dict,
-    without building a ``Structure`` (~20x cheaper than ``Structure.from_dict`` then :func:`to_cell`).
+    without building a ``Structure`` (much cheaper than ``Structure.from_dict`` then :func:`to_cell`).
 
     Only the plain case is read here: ordered sites of known, supported elements in a sound cell, with
     oxidation states that need no guess. Anything else gives None, and the caller parses the value with

@@ -43,7 +43,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         readout: ``"global_mu"`` (μ_G) or ``"pooled"`` (the layer before the
             global bottleneck); None uses the weights' own.
         compile_network: compile the network's per-pair work with ``torch.compile`` (needs a C++
-            compiler on CPU): ~2x faster network after a one-off ~10-30 s compile per process, for
+            compiler on CPU): a faster network after a one-off ~10-30 s compile per process, for
             large inputs; vectors agree with the default's to ~1e-6.
 
     Learned state: ``model_`` (the encoder), ``weights_info_``, ``device_``

@@ -64,8 +64,8 @@ class Runner:
         batch_sites: most unique sites per forward pass (docs/method.md §1.7).
         n_jobs: encoding processes (``-1``: all cores); the network always runs in this process.
         compile_network: run the per-pair work through ``torch.compile`` (see
-            :meth:`~dim_featurizer.model.LocalEncoder.compile_pairs`): ~2x faster network on CPU after a
-            one-off compile of ~10-30 s per process; vectors agree to ~1e-6.
+            :meth:`~dim_featurizer.model.LocalEncoder.compile_pairs`): a faster network on CPU after a
+            one-off compile of ~10-30 s per process; vectors agree to 1e-5.
     """
 
     def __init__(

@@ -150,7 +150,8 @@ def cpp_compiler() -> str | None:
 @functools.cache
 def compiled_pair_environments() -> Callable[..., torch.Tensor]:
     """:func:`pair_environments` through ``torch.compile`` (dynamic shapes; one compile per process, ~30 s
-    on CPU, then ~2-4x faster: the elementwise passes fuse). One shared object, so every encoder reuses it."""
+    on CPU, then faster: the elementwise passes fuse; see benchmarks/speed_cpu.txt). One shared object,
+    so every encoder reuses it."""
     return torch.compile(pair_environments, dynamic=True)
 
 
@@ -199,7 +200,7 @@ class LocalEncoder(nn.Module):
         """Run the per-pair work through ``torch.compile`` when gradients are off (inference), or not.
 
         ``with_gradients`` also uses it when they are on (training: the backward pass is compiled too).
-        The values agree with the eager ones to ~1e-6; the first batch of a process pays the compile.
+        The values agree with the eager ones to 1e-5 (tested); the first batch of a process pays the compile.
         """
         if enabled and self.feature_mean.device.type == "cpu" and not cpp_compiler():
             raise ValueError(
