@@ -294,3 +294,24 @@ def test_headline_adds_the_peers_that_ran_and_the_ratio():
     assert lines[0] == "| task | model | labels | dim | dim-untrained | magpie | chgnet | dim / dim-untrained |"
     assert lines[2] == "| e_form (eV/atom) | ridge | 100 | 0.4 | 0.5 | **0.3** | – | 0.800 |"
     assert lines[3] == "| phonons (cm^-1) | ridge | 100 | 90 | 100 | 95 | **80** | 0.900 |"
+
+
+def test_sweep_scores_a_wider_variant_against_its_own_initialisation(tmp_path):
+    """The sweep's summary: kept / untrained control, and kept / own initialisation for a shape-changing variant."""
+    from dim_featurizer.bench.sweep import scores
+
+    targets, models, budgets, readouts = ("e_form", "gap"), ("ridge", "mlp"), (100, 1000), ("global_mu", "pooled")
+    cells = [(t, m, b, r) for t in targets for m in models for b in budgets for r in readouts]
+
+    def write(name: str, maes: dict[str, float]) -> None:
+        rows = [(e, t, m, b, r, mae) for e, mae in maes.items() for t, m, b, r in cells]
+        (tmp_path / name).mkdir()
+        pd.DataFrame(rows, columns=["encoder", "target", "model", "budget", "readout", "mae"]).to_csv(
+            tmp_path / name / "devprobe.csv", index=False
+        )
+
+    write("v0-baseline", {"kept": 1.1, "start": 1.0, "untrained": 1.0})
+    write("v17-v5-hidden128", {"kept": 0.8, "start": 0.9})
+    lines = {line.split(" | ")[0][2:]: line for line in scores(tmp_path).splitlines()[2:]}
+    assert lines["v0-baseline"] == "| v0-baseline | 1.100 (0) | 1.100 (0) | – |"
+    assert lines["v17-v5-hidden128"] == "| v17-v5-hidden128 | 0.800 (8) | 0.800 (8) | 0.889 (8) / 0.889 (8) |"

@@ -232,10 +232,15 @@ def test_pair_local_sample_adds_the_centre_atom(sample):
 
 @pytest.mark.parametrize(
     ("option", "decoder", "term"),
-    [("masked_sites", "masked_decoder", "masked"), ("shell_reconstruction", "shell_decoder", "shell")],
+    [
+        ("masked_sites", "masked_decoder", "masked"),
+        ("shell_reconstruction", "shell_decoder", "shell"),
+        ("element_reconstruction", "element_decoder", "elements"),
+    ],
 )
 def test_decoder_terms_train_through_the_local_encoder(dataset, tmp_path, option, decoder, term):
-    """Masked-site prediction and first-shell reconstruction: a decoder on mu_i, off (and absent) at weight 0."""
+    """Masked-site prediction, first-shell and element-table reconstruction: a decoder on mu_i, off (and absent)
+    at weight 0."""
     config = TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, **{option: 1.0})
     trainer = Trainer(build_setup(dataset, config, EncodingConfig(), device="cpu"), tmp_path / term)
     assert getattr(trainer.model, option) == 1.0 and hasattr(trainer.model, decoder)
@@ -253,6 +258,41 @@ def test_decoder_terms_train_through_the_local_encoder(dataset, tmp_path, option
     assert not hasattr(plain.model, decoder)
     zero = Trainer(plain, tmp_path / "plain").losses(plain.model, np.arange(8), np.random.default_rng(0))
     assert float(getattr(zero, term)) == 0.0
+
+
+def test_element_targets_are_magpies_crystal_statistics_standardised():
+    """The crystal targets of --element-reconstruction are matminer's Magpie features, standardised."""
+    from dim_featurizer.train.targets import MAGPIE_PROPERTIES, crystal_statistics, magpie_targets
+    from matminer.featurizers.composition import ElementProperty
+    from pymatgen.core import Composition, Element
+
+    table = magpie_targets()
+    assert table.shape == (119, len(MAGPIE_PROPERTIES)) and np.isfinite(table).all()
+    nd = MAGPIE_PROPERTIES.index("NdValence")
+    assert table[26, nd] > table[11, nd]  # Fe has d electrons, Na none
+    formulas = ["Fe2O3", "NaCl", "Si"]
+    z = [Element(e).Z for f in formulas for e, n in Composition(f).items() for _ in range(int(n))]
+    index = [c for c, f in enumerate(formulas) for n in Composition(f).values() for _ in range(int(n))]
+    got = crystal_statistics(torch.from_numpy(table[z]), torch.tensor(index), len(formulas)).numpy()
+    # The affine map of each property: two elements' raw and standardised values.
+    magpie = ElementProperty.from_preset("magpie")
+    raw = np.array(
+        [[magpie.data_source.get_elemental_property(Element.from_Z(k), p) for p in MAGPIE_PROPERTIES] for k in (8, 26)]
+    )
+    scale = (table[26] - table[8]) / np.where(raw[1] != raw[0], raw[1] - raw[0], np.nan)
+    shift = table[8] - raw[0] * scale
+    for c, formula in enumerate(formulas):
+        values = dict(zip(magpie.feature_labels(), magpie.featurize(Composition(formula))))
+        for block, stat in enumerate(("mean", "avg_dev", "minimum", "maximum")):
+            for k, prop in enumerate(MAGPIE_PROPERTIES):
+                if not np.isfinite(scale[k]):
+                    continue  # O and Fe agree on this property: its scale is not pinned by them
+                expected = values[f"MagpieData {stat} {prop}"] * scale[k] + (0 if stat == "avg_dev" else shift[k])
+                assert got[c, block * len(MAGPIE_PROPERTIES) + k] == pytest.approx(expected, abs=1e-4), (
+                    formula,
+                    stat,
+                    prop,
+                )
 
 
 def test_jittered_view_moves_every_real_pair_by_about_its_scale_and_nothing_else(sample):

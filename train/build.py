@@ -35,6 +35,7 @@ OBJECTIVE_OPTIONS = (
     "masked_sites",
     "jitter",
     "shell_reconstruction",
+    "element_reconstruction",
 )
 #: Seed-sequence key of the validation split and validation draws, apart from any epoch number.
 VAL_STREAM = 1_000_003

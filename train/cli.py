@@ -41,6 +41,8 @@ OPTION_HELP = {
     "that must pair with its own crystal; 0 for off (method §3.8)",
     "shell_reconstruction": "weight of first-shell reconstruction: predict each site's first-shell composition, "
     "coordination number and nearest-neighbour distance from μ_i; 0 for off (method §3.8)",
+    "element_reconstruction": "weight of Magpie element-table reconstruction: predict each site's 22 Magpie "
+    "element properties from μ_i and the crystal's Magpie statistics of them from μ_G; 0 for off (method §3.8)",
     "vacancies": "add a global false crystal: the crystal with one supercell atom removed (method §3.8)",
     "compile": "compile the encoder's per-pair work, forward and backward, with torch.compile: ~1.7x the crystals/s "
     "on CPU after a ~30 s start; the same objective and the same probes",

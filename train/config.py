@@ -57,6 +57,10 @@ class TrainConfig:
         shell_reconstruction: weight of a label-free term in which a decoder predicts each site's first shell
             from μ_i: the shell's mean standardised element properties, the log of its coordination number and
             the nearest-neighbour distance (``objective.first_shell``; 0: off).
+        element_reconstruction: weight of a label-free term in which decoders predict each site's 22 Magpie
+            element properties (valence-shell counts, ground-state volume, band gap and moment of the element, ...)
+            from μ_i and the crystal's Magpie statistics of them (mean, mean absolute deviation, minimum,
+            maximum) from μ_G (``targets.magpie_targets``; 0: off).
         vacancies: add a fourth synthetic false crystal, the crystal with one supercell atom removed
             (``samples.false_vacancy``; the paper's chemistry-aware false samples), to the global term.
         compile: run the encoder's per-pair work through ``torch.compile``, forward and backward
@@ -87,6 +91,7 @@ class TrainConfig:
     masked_sites: float = 0.0
     jitter: float = 0.0
     shell_reconstruction: float = 0.0
+    element_reconstruction: float = 0.0
     vacancies: bool = False
     compile: bool = False
 
@@ -99,6 +104,6 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("reconstruction", "masked_sites", "jitter", "shell_reconstruction"):
+        for name in ("reconstruction", "masked_sites", "jitter", "shell_reconstruction", "element_reconstruction"):
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(self, name)!r}")

@@ -226,8 +226,9 @@ this project's own `dim-train` code from real data. Load it with
   {run["train_config"]["only_other"]}; local weighting `{tc["local_weighting"]}`, global false
   permutation over `{tc["permutation"]}`, local sample `{tc["local_sample"]}`, reconstruction
   weight {tc["reconstruction"]}, masked-site prediction weight {tc["masked_sites"]}, jitter of the augmented true
-  samples {tc["jitter"]} Å, first-shell reconstruction weight {tc.get("shell_reconstruction", 0.0)}, false
-  vacancies {tc.get("vacancies", False)} (docs/method.md §3).
+  samples {tc["jitter"]} Å, first-shell reconstruction weight {tc.get("shell_reconstruction", 0.0)}, Magpie
+  element-table reconstruction weight {tc.get("element_reconstruction", 0.0)}, false vacancies
+  {tc.get("vacancies", False)} (docs/method.md §3).
 - Optimiser: AdamW, lr {run["train_config"]["lr"]}, weight decay
   {run["train_config"]["weight_decay"]}, {run["train_config"]["batch_sites"]} unique
   sites per batch, gradient clip {run["train_config"]["grad_clip"]} (0: none), amsgrad

@@ -31,7 +31,17 @@ from .objective import Losses
 
 __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
 
-LOSS_NAMES = ("local_js", "local_kl", "global_js", "global_kl", "reconstruction", "masked", "shell", "total")
+LOSS_NAMES = (
+    "local_js",
+    "local_kl",
+    "global_js",
+    "global_kl",
+    "reconstruction",
+    "masked",
+    "shell",
+    "elements",
+    "total",
+)
 
 
 def _write_log(history: list[dict], path: Path) -> None:
@@ -221,7 +231,8 @@ class Trainer:
     def _end_epoch(self, epoch: int) -> None:
         sums = self._all_reduce(self.state["sums"])
         seconds = self.state["sums"]["seconds"]
-        train = {k: sums[k] / sums["crystals"] for k in LOSS_NAMES}
+        # .get: a step checkpointed by an older version lacks the newer terms' sums
+        train = {k: sums.get(k, 0.0) / sums["crystals"] for k in LOSS_NAMES}
         val = self.evaluate()
         row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "crystals_per_s": round(sums["crystals"] / seconds, 2)}
         row |= {f"train_{k}": round(v, 6) for k, v in train.items()}

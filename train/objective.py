@@ -13,6 +13,7 @@ from dim_featurizer.elements import ELEMENT_PROPERTIES
 from dim_featurizer.model import Mish, SiteNetEncoder, gather_rows, mish
 
 from .samples import TrainingSample
+from .targets import CRYSTAL_STATISTICS, MAGPIE_PROPERTIES, crystal_statistics, magpie_targets
 
 SCORE_DIM = 128
 LOCAL_SAMPLE_HIDDEN = 64
@@ -94,6 +95,7 @@ class Losses:
     reconstruction: torch.Tensor
     masked: torch.Tensor
     shell: torch.Tensor
+    elements: torch.Tensor
     total: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
@@ -117,6 +119,8 @@ class DeepInfoMax(nn.Module):
         jitter: largest displacement scale (Å) of the augmented true samples (``TrainConfig.jitter``; 0: off).
         shell_reconstruction: weight of the first-shell reconstruction term (``TrainConfig.shell_reconstruction``);
             its decoder exists only when it is positive.
+        element_reconstruction: weight of the Magpie element-table term (``TrainConfig.element_reconstruction``);
+            its two decoders exist only when it is positive.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class DeepInfoMax(nn.Module):
         masked_sites: float = 0.0,
         jitter: float = 0.0,
         shell_reconstruction: float = 0.0,
+        element_reconstruction: float = 0.0,
     ):
         super().__init__()
         config = encoder.config
@@ -151,6 +156,14 @@ class DeepInfoMax(nn.Module):
         if shell_reconstruction > 0:  # the shell's mean element properties, log coordination number, d_nn
             n = len(ELEMENT_PROPERTIES) + 2
             self.shell_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
+        self.element_reconstruction = element_reconstruction
+        if element_reconstruction > 0:
+            n = len(MAGPIE_PROPERTIES)
+            self.element_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
+            width = n * len(CRYSTAL_STATISTICS)
+            self.composition_decoder = nn.Sequential(nn.Linear(config.global_dim, 128), Mish(), nn.Linear(128, width))
+            # Not saved: rebuilt from matminer's tables, so checkpoints stay tensors of the networks only.
+            self.register_buffer("magpie", torch.from_numpy(magpie_targets()), persistent=False)
         if masked_sites > 0:
             n = len(ELEMENT_PROPERTIES)
             self.masked_decoder = nn.Sequential(nn.Linear(config.local_dim, 64), Mish(), nn.Linear(64, n))
@@ -261,6 +274,19 @@ class DeepInfoMax(nn.Module):
         error = (self.shell_decoder(local_mu) - target).pow(2) * weight
         return error.sum() / (weight.sum().clamp_min(1) * target.shape[1])
 
+    def element_loss(self, sample: TrainingSample, local_mu: torch.Tensor, global_mu: torch.Tensor) -> torch.Tensor:
+        """MSE of two decoders: each site's standardised Magpie element properties from μ_i, and its crystal's
+        Magpie statistics of them (mean, mean absolute deviation, minimum, maximum) from μ_G (label-free).
+
+        Gradients reach the local encoder through μ_i and the global encoder through μ_G.
+        """
+        batch = sample.real
+        z = batch.site_features[:, 0].round().long()  # the first site feature is the atomic number
+        target = self.magpie.to(local_mu.dtype)[z]
+        crystal = crystal_statistics(target, batch.crystal_index, batch.n_crystals)
+        local = F.mse_loss(self.element_decoder(local_mu), target)
+        return local + F.mse_loss(self.composition_decoder(global_mu), crystal)
+
     def masked_site_loss(self, sample: TrainingSample, generator: torch.Generator | None) -> torch.Tensor:
         """MSE of predicting hidden sites' standardised element properties from their environment.
 
@@ -354,4 +380,8 @@ class DeepInfoMax(nn.Module):
         if self.shell_reconstruction > 0:
             shell = self.shell_loss(sample, local_mu)
             total = total + self.shell_reconstruction * shell
-        return Losses(local_js, local_kl, global_js, global_kl, reconstruction, masked, shell, total)
+        elements = local_js.new_zeros(())
+        if self.element_reconstruction > 0:
+            elements = self.element_loss(sample, local_mu, global_mu)
+            total = total + self.element_reconstruction * elements
+        return Losses(local_js, local_kl, global_js, global_kl, reconstruction, masked, shell, elements, total)

@@ -77,6 +77,13 @@ VARIANTS = {
     # Masked sites at 0.25 on a third seed (compare v22), and with width (compare v17).
     "v26-v12-seed2": [*V5, "--masked-sites", "0.25", "--seed", "2", "--compile"],
     "v27-v17-masked0.25": [*V5, "--hidden", "128", "--masked-sites", "0.25", "--compile"],
+    # Magpie's element table as reconstruction targets (site properties from μ_i, crystal statistics from μ_G):
+    # DIM + Magpie beats DIM alone, so the encoder may lack what Magpie's table carries. Seeds 0 and 2.
+    "v28-v5-elements": [*V5, "--element-reconstruction", "1.0", "--compile"],
+    "v29-v28-seed2": [*V5, "--element-reconstruction", "1.0", "--seed", "2", "--compile"],
+    # The element table with width (compare v17, v23): a wider μ_i may keep the shell beside the centre's table.
+    "v30-v17-elements": [*V5, "--hidden", "128", "--element-reconstruction", "1.0", "--compile"],
+    "v31-v30-seed2": [*V5, "--hidden", "128", "--element-reconstruction", "1.0", "--seed", "2", "--compile"],
 }
 #: Options that change the encoder's shape: such a variant also probes its own initialisation.
 ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
@@ -113,25 +120,32 @@ def scores(runs: Path = RUNS) -> str:
     100 and 1,000 labels) of its median MAE divided by the untrained control's, and in how many cells it wins.
 
     The control is the variant's own when its probe ran one (a run with another seed scores other crystals),
-    else v0-baseline's, on the same crystals."""
+    else v0-baseline's, on the same crystals. A variant that changes the encoder's shape is also scored
+    against its own seeded initialisation (``start``), the like-for-like control of a wider or deeper net."""
     keys = ["target", "model", "budget", "readout"]
     base = pd.read_csv(runs / "v0-baseline" / "devprobe.csv")
     control = base[base["encoder"] == "untrained"].groupby(keys)["mae"].median()
     lines = [
-        "| variant | μ_G: MAE / untrained (wins of 8) | pooled: MAE / untrained (wins of 8) |",
-        "| --- | --- | --- |",
+        "| variant | μ_G: MAE / untrained (wins of 8) | pooled: MAE / untrained (wins of 8) "
+        "| μ_G / pooled: MAE / own initialisation (wins of 8) |",
+        "| --- | --- | --- | --- |",
     ]
+
+    def summary(kept: pd.Series, reference: pd.Series) -> list[str]:
+        ratio = kept / reference
+        cells = [ratio.xs(r, level="readout") for r in READOUTS]
+        return [f"{np.exp(np.log(c).mean()):.3f} ({int((c < 1).sum())})" for c in cells]
+
     for name in VARIANTS:
         if not (runs / name / "devprobe.csv").is_file():
             continue
         fits = pd.read_csv(runs / name / "devprobe.csv")
-        own = fits[fits["encoder"] == "untrained"]
-        mine = own.groupby(keys)["mae"].median() if len(own) else control
-        ratio = fits[fits["encoder"] == "kept"].groupby(keys)["mae"].median() / mine
-        cells = [ratio.xs(r, level="readout") for r in READOUTS]
-        lines.append(
-            f"| {name} | " + " | ".join(f"{np.exp(np.log(c).mean()):.3f} ({int((c < 1).sum())})" for c in cells) + " |"
-        )
+        medians = {encoder: group.groupby(keys)["mae"].median() for encoder, group in fits.groupby("encoder")}
+        cells = summary(medians["kept"], medians.get("untrained", control))
+        start = " / ".join(summary(medians["kept"], medians["start"])) if "start" in medians else "–"
+        if name == "v0-baseline":
+            start = "–"  # its start is v0's own initialisation, the same shape as the untrained control
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {start} |")
     return "\n".join(lines) + "\n"
 
 
