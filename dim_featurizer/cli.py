@@ -32,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-columns", nargs="+", default=[], metavar="COLUMN", help="input columns to copy into the table, as text"
     )
-    p.add_argument("--weights", default=None, help="bundled name, folder, Hub repo id, or 'untrained' (None: default)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="bundled name, folder, Hub repo id, 'untrained', or 'untrained:<weights>' (a random network shaped like "
+        "those weights) (None: default)",
+    )
     p.add_argument("--revision", default=None, help="Hub commit hash (required with a Hub repo id)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--batch-sites", type=int, default=1200, help="unique sites per forward pass")

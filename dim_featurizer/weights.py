@@ -6,7 +6,10 @@ read: no pickle, so a weights file cannot run code.
 
 Sources, tried in this order for a name:
 
-1. ``"untrained"``: a seeded random initialisation (no file).
+1. ``"untrained"``: a seeded random initialisation (no file); or
+   ``"untrained:<weights>"``: the same, with the architecture, standardisation,
+   encoding and readout of ``<weights>`` (any other name below): the
+   like-for-like random control of those weights.
 2. bundled: a folder under the package's ``bundled_weights`` (the repository's
    ``weights/``), each file checked against ``manifest.json`` (sha256).
 3. a local directory.
@@ -36,6 +39,8 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 MANIFEST_NAME = "manifest.json"
 UNTRAINED = "untrained"
+#: Prefix of ``"untrained:<weights>"``: a random network shaped like ``<weights>``.
+UNTRAINED_LIKE = UNTRAINED + ":"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -289,14 +294,14 @@ def load_weights(
     """Resolve ``weights`` through every source and load the encoder.
 
     Args:
-        weights: ``"untrained"``, a bundled name, a local folder, or a Hub
-            repo id ``owner/name``; None means :func:`default_weights`.
+        weights: ``"untrained"``, ``"untrained:<weights>"`` (a random network shaped like ``<weights>``), a
+            bundled name, a local folder, or a Hub repo id ``owner/name``; None means :func:`default_weights`.
         revision: Hub commit hash (required for Hub repositories).
         seed: seed of the untrained initialisation.
         cache_dir: Hub cache folder (default: huggingface_hub's).
 
     Returns:
-        (encoder in eval mode, :class:`WeightsInfo`).
+        (encoder in eval mode, :class:`WeightsInfo`; its source is ``"untrained"`` for both untrained forms).
 
     Raises:
         WeightsError: listing every source tried and why each failed.
@@ -304,6 +309,13 @@ def load_weights(
     name = str(default_weights() if weights is None else weights)
     if name == UNTRAINED:
         return untrained_encoder(seed=seed).eval(), WeightsInfo("untrained", name)
+    if name.startswith(UNTRAINED_LIKE):
+        if not name[len(UNTRAINED_LIKE) :]:
+            raise WeightsError(f"{name!r} names no weights to shape the untrained network like: 'untrained:<weights>'")
+        shaped, _ = load_weights(name[len(UNTRAINED_LIKE) :], revision, seed, cache_dir)
+        # Everything but the trained parameters and the record of how they were made.
+        config = replace(shaped.config, pretraining=None, weights_sha256=None)
+        return untrained_encoder(config, seed=seed).eval(), WeightsInfo("untrained", name)
     tried: list[str] = []
     manifest = read_manifest()
     if name in manifest and not name.startswith("_"):

@@ -32,6 +32,26 @@ def test_untrained_is_seeded():
     assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
 
 
+def test_untrained_like_takes_the_shape_and_standardisation_of_other_weights(tmp_path):
+    from dataclasses import replace
+
+    from dim_featurizer.config import ModelConfig
+
+    wide = replace(ModelConfig(), hidden=96, readout="pooled", distance_mean=3.0, distance_std=1.5)
+    trained = untrained_encoder(wide, seed=7)
+    W.save_pretrained(trained, tmp_path / "wide")
+    control, info = W.load_weights(f"untrained:{tmp_path / 'wide'}", seed=1)
+    assert info.source == "untrained" and info.name == f"untrained:{tmp_path / 'wide'}"
+    assert control.config.hidden == 96 and control.config.readout == "pooled"
+    assert control.config.distance_std == 1.5 and control.config.pretraining is None
+    assert _same(control, untrained_encoder(replace(wide, weights_sha256=None), seed=1))  # fresh, seeded
+    assert not _same(control, trained)
+    with pytest.raises(WeightsError, match="names no weights"):
+        W.load_weights("untrained:")
+    with pytest.raises(WeightsError, match="nowhere"):
+        W.load_weights("untrained:nowhere")
+
+
 def test_local_directory(tmp_path):
     encoder = untrained_encoder(seed=4)
     W.save_pretrained(encoder, tmp_path / "mine")
