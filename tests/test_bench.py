@@ -297,8 +297,9 @@ def test_headline_adds_the_peers_that_ran_and_the_ratio():
 
 
 def test_sweep_scores_a_wider_variant_against_its_own_initialisation(tmp_path):
-    """The sweep's summary: kept / untrained control, and kept / own initialisation for a shape-changing variant."""
-    from dim_featurizer.bench.sweep import scores
+    """The sweep's summaries: kept / untrained control, kept / own initialisation for a shape-changing variant,
+    and for full runs kept / a reference run's kept."""
+    from dim_featurizer.bench.sweep import full_run_scores, scores
 
     targets, models, budgets, readouts = ("e_form", "gap"), ("ridge", "mlp"), (100, 1000), ("global_mu", "pooled")
     cells = [(t, m, b, r) for t in targets for m in models for b in budgets for r in readouts]
@@ -315,3 +316,8 @@ def test_sweep_scores_a_wider_variant_against_its_own_initialisation(tmp_path):
     lines = {line.split(" | ")[0][2:]: line for line in scores(tmp_path).splitlines()[2:]}
     assert lines["v0-baseline"] == "| v0-baseline | 1.100 (0) | 1.100 (0) | – |"
     assert lines["v17-v5-hidden128"] == "| v17-v5-hidden128 | 0.800 (8) | 0.800 (8) | 0.889 (8) / 0.889 (8) |"
+    full = full_run_scores([tmp_path / "v17-v5-hidden128"], tmp_path / "v0-baseline", tmp_path / "v0-baseline")
+    assert (
+        full.splitlines()[-1]
+        == "| v17-v5-hidden128 | 0.800 (8) / 0.800 (8) | 0.889 (8) / 0.889 (8) | 0.727 (8) / 0.727 (8) |"
+    )

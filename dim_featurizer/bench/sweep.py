@@ -115,6 +115,23 @@ def run_variant(name: str, options: list[str], runs: Path = RUNS, data: Path | N
         _command("dim_featurizer.bench.cli", "probe", *common, "--draws", "3", "--encoders", *encoders)
 
 
+KEYS = ["target", "model", "budget", "readout"]
+
+
+def probe_medians(path: Path) -> dict[str, pd.Series]:
+    """Median MAE per development-probe cell (target, model, budget, readout) of each encoder in a
+    ``devprobe.csv``, by encoder name (``kept``, ``start``, ``untrained``)."""
+    fits = pd.read_csv(path)
+    return {encoder: group.groupby(KEYS)["mae"].median() for encoder, group in fits.groupby("encoder")}
+
+
+def ratio_summary(kept: pd.Series, reference: pd.Series) -> list[str]:
+    """Per readout (μ_G, pooled): the geometric mean over the cells of kept / reference, and the cells won."""
+    ratio = kept / reference
+    cells = [ratio.xs(r, level="readout") for r in READOUTS]
+    return [f"{np.exp(np.log(c).mean()):.3f} ({int((c < 1).sum())})" for c in cells]
+
+
 def scores(runs: Path = RUNS) -> str:
     """Per variant and readout: geometric mean over the 8 development-probe cells (2 targets x 2 models x
     100 and 1,000 labels) of its median MAE divided by the untrained control's, and in how many cells it wins.
@@ -122,30 +139,39 @@ def scores(runs: Path = RUNS) -> str:
     The control is the variant's own when its probe ran one (a run with another seed scores other crystals),
     else v0-baseline's, on the same crystals. A variant that changes the encoder's shape is also scored
     against its own seeded initialisation (``start``), the like-for-like control of a wider or deeper net."""
-    keys = ["target", "model", "budget", "readout"]
-    base = pd.read_csv(runs / "v0-baseline" / "devprobe.csv")
-    control = base[base["encoder"] == "untrained"].groupby(keys)["mae"].median()
+    control = probe_medians(runs / "v0-baseline" / "devprobe.csv")["untrained"]
     lines = [
         "| variant | μ_G: MAE / untrained (wins of 8) | pooled: MAE / untrained (wins of 8) "
         "| μ_G / pooled: MAE / own initialisation (wins of 8) |",
         "| --- | --- | --- | --- |",
     ]
-
-    def summary(kept: pd.Series, reference: pd.Series) -> list[str]:
-        ratio = kept / reference
-        cells = [ratio.xs(r, level="readout") for r in READOUTS]
-        return [f"{np.exp(np.log(c).mean()):.3f} ({int((c < 1).sum())})" for c in cells]
-
     for name in VARIANTS:
         if not (runs / name / "devprobe.csv").is_file():
             continue
-        fits = pd.read_csv(runs / name / "devprobe.csv")
-        medians = {encoder: group.groupby(keys)["mae"].median() for encoder, group in fits.groupby("encoder")}
-        cells = summary(medians["kept"], medians.get("untrained", control))
-        start = " / ".join(summary(medians["kept"], medians["start"])) if "start" in medians else "–"
+        medians = probe_medians(runs / name / "devprobe.csv")
+        cells = ratio_summary(medians["kept"], medians.get("untrained", control))
+        start = " / ".join(ratio_summary(medians["kept"], medians["start"])) if "start" in medians else "–"
         if name == "v0-baseline":
             start = "–"  # its start is v0's own initialisation, the same shape as the untrained control
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {start} |")
+    return "\n".join(lines) + "\n"
+
+
+def full_run_scores(run_dirs: list[Path], control: Path, reference: Path) -> str:
+    """The same summary for full runs, which all score the same validation crystals (seed 0, all training
+    crystals): each run's ``devprobe.csv`` against the untrained rows of ``control``'s, against its own
+    initialisation when its probe ran one, and against the kept encoder of ``reference`` (e.g. the default)."""
+    untrained = probe_medians(control / "devprobe.csv")["untrained"]
+    base = probe_medians(reference / "devprobe.csv")["kept"]
+    lines = [
+        f"| run | μ_G / pooled: MAE / untrained (wins of 8) | MAE / own initialisation | MAE / {reference.name} |",
+        "| --- | --- | --- | --- |",
+    ]
+    for run in run_dirs:
+        medians = probe_medians(run / "devprobe.csv")
+        start = " / ".join(ratio_summary(medians["kept"], medians["start"])) if "start" in medians else "–"
+        cells = [ratio_summary(medians["kept"], other) for other in (untrained, base)]
+        lines.append(f"| {run.name} | {' / '.join(cells[0])} | {start} | {' / '.join(cells[1])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -192,6 +218,15 @@ def build_parser() -> Parser:
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th variant starting at i")
     parser.add_argument("--only", nargs="+", help="run these variants only")
     parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")
+    parser.add_argument(
+        "--full-runs", nargs="+", type=Path, help="print the development-probe summary of these full run folders"
+    )
+    parser.add_argument(
+        "--control", type=Path, default=Path("runs/dim-mp2018"), help="full run whose probe holds the untrained rows"
+    )
+    parser.add_argument(
+        "--reference", type=Path, default=Path("runs/dim-mp2018-r2"), help="full run the others are compared with"
+    )
     return parser
 
 
@@ -199,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the sweep's variants (or write its table); returns the exit status."""
     args = build_parser().parse_args(argv)
     runs = args.runs_dir
+    if args.full_runs:
+        print(full_run_scores(args.full_runs, args.control, args.reference))
+        return 0
     if args.table:
         write_text(
             runs / "variants.md",
