@@ -12,10 +12,12 @@ from typing import Any
 
 from dim_featurizer.encoding import ENCODING_VERSION, OXIDATION_MODES, EncodingConfig
 
-__all__ = ["ENCODING_VERSION", "OXIDATION_MODES", "READOUTS", "EncodingConfig", "ModelConfig"]
+__all__ = ["ARCHITECTURE_FIELDS", "ENCODING_VERSION", "OXIDATION_MODES", "READOUTS", "EncodingConfig", "ModelConfig"]
 
 #: The feature vectors an encoder can give (``ModelConfig.readout``).
 READOUTS = ("global_mu", "pooled")
+#: The ModelConfig fields that give the network's shape (its tensors' sizes and count).
+ARCHITECTURE_FIELDS = ("n_site_features", "hidden", "attention_layers", "local_dim", "global_hidden", "global_dim")
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +101,10 @@ class ModelConfig:
     def feature_width(self) -> int:
         """The length of the feature vector of ``readout``."""
         return self.global_dim if self.readout == "global_mu" else self.global_hidden
+
+    def architecture(self) -> dict[str, int]:
+        """The network's shape: :data:`ARCHITECTURE_FIELDS` and their values."""
+        return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the ``config.json`` of a weights folder)."""

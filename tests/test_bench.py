@@ -85,19 +85,32 @@ def test_pretraining_guard_reads_the_weights_record(tmp_path):
     check_pretraining(DeepInfoMaxFeaturizer(weights="untrained"), ["mp-1"])
 
 
-def test_representation_names_come_from_the_manifest(monkeypatch):
-    from dim_featurizer.bench import representations as R
+def test_representation_names_come_from_the_manifest(monkeypatch, tmp_path):
+    from dataclasses import replace
 
+    from dim_featurizer.bench import representations as R
+    from dim_featurizer.config import ModelConfig
+
+    for name, hidden in (("dim-a", 64), ("dim-a-ablation", 64), ("dim-b", 128)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(replace(ModelConfig(), hidden=hidden).to_json())
+    monkeypatch.setattr(R, "bundled_root", lambda: tmp_path)
     monkeypatch.setattr(R, "default_weights", lambda: "dim-a")
     monkeypatch.setattr(R, "bundled_names", lambda: ["dim-a", "dim-a-ablation", "dim-b"])
-    monkeypatch.setattr(R, "read_manifest", lambda: {"dim-a": {"readout": "pooled"}})
+    monkeypatch.setattr(R, "read_manifest", lambda: {"dim-a": {"readout": "pooled"}, "dim-b": {}})
     assert R.make_featurizer("dim-untrained").readout == "pooled"  # the control reads what the default reads
+    assert R.make_featurizer("dim-untrained").weights == "untrained"  # the package's network has dim-a's shape
     names = list(R.representations())
-    assert names[:7] == ["dim", "dim-untrained", "dim-a-ablation", "dim-b", "ofm", "xrd", "magpie"]
+    wide = ["dim-b", "dim-b-untrained"]  # a wider model brings its own control
+    assert names[:8] == ["dim", "dim-untrained", "dim-a-ablation", *wide, "ofm", "xrd", "magpie"]
     pairs = ["dim+magpie", "dim-untrained+magpie"]
-    assert names[7:] in (pairs, [*pairs, "chgnet"])  # chgnet: the optional peer, when installed
+    assert names[8:] in (pairs, [*pairs, "chgnet"])  # chgnet: the optional peer, when installed
     assert list(R.dim_members("dim+magpie")) == ["dim"] and R.dim_members("magpie") == {}
     assert R.make_featurizer("dim-b").weights == "dim-b" and R.make_featurizer("dim").weights == "dim-a"
+    assert R.make_featurizer("dim-b-untrained").weights == "untrained:dim-b"
+    monkeypatch.setattr(R, "default_weights", lambda: "dim-b")
+    assert R.make_featurizer("dim-untrained").weights == "untrained:dim-b"  # the wide default's own control
+    assert "dim-b-untrained" not in R.representations()
     monkeypatch.setattr(R, "default_weights", lambda: "untrained")
     assert "dim" not in R.representations() and "dim+magpie" not in R.representations()
     assert list(R.dim_members("dim-untrained+magpie")) == ["dim-untrained"]

@@ -15,11 +15,15 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from dim_featurizer import DeepInfoMaxFeaturizer
+from dim_featurizer.config import ModelConfig
 from dim_featurizer.parts import PartStore
 from dim_featurizer.weights import (
     CARD_NAME,
+    CONFIG_NAME,
     UNTRAINED,
+    UNTRAINED_LIKE,
     bundled_names,
+    bundled_root,
     default_weights,
     read_manifest,
 )
@@ -128,26 +132,38 @@ MATMINER: dict[str, Callable[[], object]] = {
 }
 
 
+def control_of(name: str) -> str | None:
+    """The untrained control of bundled weights ``name``: None when the package's untrained network has their
+    shape, else ``"untrained:<name>"``, a random network of their own shape (a wider or deeper model's
+    like-for-like control)."""
+    config = ModelConfig.from_json_file(bundled_root() / name / CONFIG_NAME)
+    return None if config.architecture() == ModelConfig().architecture() else UNTRAINED_LIKE + name
+
+
 def representations() -> dict[str, Callable[[], object]]:
     """Every representation the harness compares, by name, from the weights manifest.
 
     ``dim`` is the package's default weights, ``dim-untrained`` the seeded
-    random control, every other bundled weights folder appears under its own
-    name (e.g. ``dim-mp2018-ablation``), then matminer's ``ofm``, ``xrd`` and
+    random control of the same shape, every other bundled weights folder appears under its own
+    name (e.g. ``dim-mp2018-ablation``), with ``<name>-untrained`` beside it when its shape is not the
+    package's untrained network's, then matminer's ``ofm``, ``xrd`` and
     ``magpie``, ``dim+magpie`` (both side by side) and its control ``dim-untrained+magpie``, and, when
     the ``chgnet`` package is installed, ``chgnet``.
     """
     default = default_weights()
     reps: dict[str, Callable[[], object]] = {}
-    readout = None
+    readout, control = None, UNTRAINED
     if default != UNTRAINED:
         reps["dim"] = partial(DeepInfoMaxFeaturizer, weights=default, pbar=False)
         readout = read_manifest()[default].get("readout")
+        control = control_of(default) or UNTRAINED
     # The control reads the same layer as the default weights, or the comparison would mix two things.
-    reps["dim-untrained"] = partial(DeepInfoMaxFeaturizer, weights=UNTRAINED, pbar=False, readout=readout)
+    reps["dim-untrained"] = partial(DeepInfoMaxFeaturizer, weights=control, pbar=False, readout=readout)
     for name in bundled_names():
         if name != default:
             reps[name] = partial(DeepInfoMaxFeaturizer, weights=name, pbar=False)
+            if control_of(name):
+                reps[f"{name}-untrained"] = partial(DeepInfoMaxFeaturizer, weights=control_of(name), pbar=False)
     reps |= MATMINER
     if "dim" in reps:
         reps["dim+magpie"] = partial(Concatenation, ("dim", "magpie"))
