@@ -330,7 +330,5 @@ def test_sweep_scores_a_wider_variant_against_its_own_initialisation(tmp_path):
     assert lines["v0-baseline"] == "| v0-baseline | 1.100 (0) | 1.100 (0) | – |"
     assert lines["v17-v5-hidden128"] == "| v17-v5-hidden128 | 0.800 (8) | 0.800 (8) | 0.889 (8) / 0.889 (8) |"
     full = full_run_scores([tmp_path / "v17-v5-hidden128"], tmp_path / "v0-baseline", tmp_path / "v0-baseline")
-    assert (
-        full.splitlines()[-1]
-        == "| v17-v5-hidden128 | 0.800 (8) / 0.800 (8) | 0.889 (8) / 0.889 (8) | 0.727 (8) / 0.727 (8) |"
-    )
+    ratios = "0.800 (8) / 0.800 (8) | 0.889 (8) / 0.889 (8) | 0.727 (8) / 0.727 (8)"
+    assert full.splitlines()[-1] == f"| v17-v5-hidden128 | 0.8000 / 0.8000 | {ratios} |"

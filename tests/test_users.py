@@ -134,7 +134,7 @@ def test_every_bundled_config_records_its_weights_hash():
 
 
 def test_a_misspelled_weights_name_suggests_the_closest(capsys):
-    assert featurize_main(["--weights", "dim-mp2018-r3", "--no-progress"]) == 1
+    assert featurize_main(["--weights", "dim-mp2018r2", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "did you mean 'dim-mp2018-r2'?" in err and len(err.strip().splitlines()) == 1
 

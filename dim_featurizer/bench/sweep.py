@@ -164,14 +164,16 @@ def full_run_scores(run_dirs: list[Path], control: Path, reference: Path) -> str
     untrained = probe_medians(control / "devprobe.csv")["untrained"]
     base = probe_medians(reference / "devprobe.csv")["kept"]
     lines = [
-        f"| run | μ_G / pooled: MAE / untrained (wins of 8) | MAE / own initialisation | MAE / {reference.name} |",
-        "| --- | --- | --- | --- |",
+        "| run | μ_G / pooled: geometric-mean MAE | MAE / untrained (wins of 8) | MAE / own initialisation "
+        f"| MAE / {reference.name} |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for run in run_dirs:
         medians = probe_medians(run / "devprobe.csv")
+        level = " / ".join(f"{np.exp(np.log(medians['kept'].xs(r, level='readout')).mean()):.4f}" for r in READOUTS)
         start = " / ".join(ratio_summary(medians["kept"], medians["start"])) if "start" in medians else "–"
-        cells = [ratio_summary(medians["kept"], other) for other in (untrained, base)]
-        lines.append(f"| {run.name} | {' / '.join(cells[0])} | {start} | {' / '.join(cells[1])} |")
+        cells = [" / ".join(ratio_summary(medians["kept"], other)) for other in (untrained, base)]
+        lines.append(f"| {run.name} | {level} | {cells[0]} | {start} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
 
