@@ -164,8 +164,8 @@ def model_card(run: dict[str, Any], log: pd.DataFrame, config: dict, best: dict,
         stopped_early = (
             f"\n\n**Not converged.** The run stopped ({run['stop_reason']}) before its validation loss plateaued: "
             f"it fell by {drop:.4f} over the last {min(3, len(recent) - 1)} epochs. "
-            "`dim-train fit ... --resume` on the "
-            "committed checkpoint (with a higher `--epochs` after an epoch limit) continues it."
+            "`dim-train fit ... --resume` on the run's checkpoint (with a higher `--epochs` after an epoch limit) "
+            "continues it; the repository keeps the checkpoints of interrupted runs only."
         )
     parts = run.get("segments") or [{"epochs": [1, len(log)], "commit": run["commit"], "hardware": run["hardware"]}]
     segments = "\n".join(
