@@ -310,9 +310,10 @@ def load_weights(
     if name == UNTRAINED:
         return untrained_encoder(seed=seed).eval(), WeightsInfo("untrained", name)
     if name.startswith(UNTRAINED_LIKE):
-        if not name[len(UNTRAINED_LIKE) :]:
+        like = name[len(UNTRAINED_LIKE) :]
+        if not like:
             raise WeightsError(f"{name!r} names no weights to shape the untrained network like: 'untrained:<weights>'")
-        shaped, _ = load_weights(name[len(UNTRAINED_LIKE) :], revision, seed, cache_dir)
+        shaped, _ = load_weights(like, revision, seed, cache_dir)
         # Everything but the trained parameters and the record of how they were made.
         config = replace(shaped.config, pretraining=None, weights_sha256=None)
         return untrained_encoder(config, seed=seed).eval(), WeightsInfo("untrained", name)

@@ -162,8 +162,8 @@ def representations() -> dict[str, Callable[[], object]]:
     for name in bundled_names():
         if name != default:
             reps[name] = partial(DeepInfoMaxFeaturizer, weights=name, pbar=False)
-            if control_of(name):
-                reps[f"{name}-untrained"] = partial(DeepInfoMaxFeaturizer, weights=control_of(name), pbar=False)
+            if own := control_of(name):  # read each config once
+                reps[f"{name}-untrained"] = partial(DeepInfoMaxFeaturizer, weights=own, pbar=False)
     reps |= MATMINER
     if "dim" in reps:
         reps["dim+magpie"] = partial(Concatenation, ("dim", "magpie"))
