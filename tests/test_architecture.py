@@ -169,3 +169,34 @@ def test_trainer_defaults_are_the_default_weights_recipe():
     assert set(record) <= set(recipe) and {k: recipe[k] for k in record} == record
     # Options added after the run was made default to off, so the run's recipe is still what they give.
     assert all(recipe[k] in (False, 0.0) for k in set(recipe) - set(record)), set(recipe) - set(record)
+
+
+def launched_config(launch: Path) -> dict:
+    """The TrainConfig (as a dict) that a run's ``launch.sh`` asks ``dim-train fit`` for, today."""
+    import shlex
+    from dataclasses import asdict
+
+    from dim_featurizer.train.cli import build_parser, run_options
+
+    text = re.sub(r"\\\n", " ", launch.read_text())
+    line = next(line for line in text.splitlines() if "dim-train fit" in line and not line.startswith("#"))
+    words = shlex.split(line.split("dim-train fit", 1)[1].replace("$DATA", "data"))
+    return asdict(run_options(build_parser().parse_args(["fit", *words]))["config"])
+
+
+@pytest.mark.parametrize("run", sorted(p.parent.name for p in (ROOT / "runs").glob("*/launch.sh")))
+def test_launch_scripts_state_their_runs_recipe(run):
+    """Each run's ``launch.sh`` still gives the options its run.json records, whatever the trainer's defaults."""
+    from dim_featurizer.train.config import SPEED_OPTIONS
+
+    recipe = launched_config(ROOT / "runs" / run / "launch.sh")
+    record = json.loads((ROOT / "runs" / run / "run.json").read_text())["train_config"]
+    from dim_featurizer.config import ModelConfig
+
+    for config in (recipe, record):  # {} and {"hidden": 64} are the same network
+        config["model"] = ModelConfig(**config.get("model", {})).architecture()
+    differ = {k: (record[k], recipe[k]) for k in record if k not in SPEED_OPTIONS and recipe[k] != record[k]}
+    assert not differ, f"{run}: run.json against launch.sh today: {differ}"
+    # Options added after the run must be off in its launch.sh, as they were when it ran.
+    later = {k: recipe[k] for k in set(recipe) - set(record) - set(SPEED_OPTIONS) if recipe[k] not in (False, 0.0)}
+    assert not later, f"{run}: launch.sh turns on options its run did not have: {later}"

@@ -253,7 +253,10 @@ def test_decoder_terms_train_through_the_local_encoder(dataset, tmp_path, option
     trainer.fit(pbar=False)
     assert trainer.state["history"][0][f"train_{term}"] > 0
     plain = build_setup(
-        dataset, TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2), EncodingConfig(), device="cpu"
+        dataset,
+        TrainConfig(epochs=1, batch_sites=80, val_fraction=0.2, **{option: 0.0}),
+        EncodingConfig(),
+        device="cpu",
     )
     assert not hasattr(plain.model, decoder)
     zero = Trainer(plain, tmp_path / "plain").losses(plain.model, np.arange(8), np.random.default_rng(0))

@@ -7,6 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from dim_featurizer.config import ModelConfig
 from dim_featurizer.console import Parser, report_errors
 from dim_featurizer.encoding import EncodingConfig
 from dim_featurizer.files import write_csv, write_json
@@ -75,15 +76,16 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=OPTION_HELP[f.name])
         else:
             p.add_argument(flag, type=type(default), default=default, help=OPTION_HELP[f.name])
-    p.add_argument("--global-dim", type=int, help="D, the length of μ_G (default 128; method §2)")
-    p.add_argument(
-        "--hidden", type=int, help="width of the site, distance and attention embeddings (default 64; method §2)"
-    )
-    p.add_argument(
-        "--attention-layers",
-        type=int,
-        help="attention blocks over each environment; each further one reads one more shell (default 1; method §2)",
-    )
+    shape = {
+        "global_dim": "D, the length of μ_G",
+        "hidden": "width of the site, distance and attention embeddings",
+        "attention_layers": "attention blocks over each environment; each further one reads one more shell",
+    }
+    model = ModelConfig(**defaults.model)
+    for name, text in shape.items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=getattr(model, name), help=f"{text} (method §2)"
+        )
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
 
 
@@ -124,8 +126,10 @@ def run_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`run.prepare_setup` (and :func:`run.pretrain`) from parsed
     :func:`run_arguments`."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in ("model", "amp")}
-    chosen = (("global_dim", args.global_dim), ("hidden", args.hidden), ("attention_layers", args.attention_layers))
-    model = {k: v for k, v in chosen if v is not None}  # 0 reaches ModelConfig and is refused, not dropped
+    recipe = TrainConfig().model
+    chosen = {k: getattr(args, k) for k in ("global_dim", "hidden", "attention_layers")}
+    # Only what differs from the recipe is recorded (0 reaches ModelConfig and is refused, not dropped).
+    model = recipe | {k: v for k, v in chosen.items() if v != getattr(ModelConfig(**recipe), k)}
     return dict(
         config=TrainConfig(**values, amp=not args.no_amp, model=model),
         encoding=EncodingConfig(max_atoms=args.max_atoms),

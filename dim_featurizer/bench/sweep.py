@@ -35,9 +35,10 @@ PROXY = ["--limit", "4000", "--epochs", "8", "--patience", "100"]
 #: The first runs' objective and optimiser, stated in full: every variant starts from it.
 BASELINE = ["--local-weighting", "uniform", "--permutation", "sites", "--reconstruction", "0"]
 BASELINE += ["--lr", "8.12e-4", "--weight-decay", "0.01", "--grad-clip", "5", "--no-amsgrad", "--eps", "1e-8"]
+BASELINE += ["--hidden", "64", "--element-reconstruction", "0"]  # the trainer's defaults moved on (r4)
 DISTANCE_SUPERCELL = ["--local-weighting", "distance", "--permutation", "supercell"]
 REFERENCE_OPTIMISER = ["--lr", "1e-4", "--amsgrad", "--eps", "1e-7", "--weight-decay", "1e-4", "--grad-clip", "0"]
-#: v5, the options of the default weights (r2).
+#: v5, the options of the weights r2 (the default before r4).
 V5 = [*DISTANCE_SUPERCELL, "--reconstruction", "1.0", *REFERENCE_OPTIMISER]
 VARIANTS = {
     "v0-baseline": [],

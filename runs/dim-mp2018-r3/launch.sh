@@ -7,4 +7,5 @@ exec dim-train fit "$DATA/mp2018_e_form_gap.json.gz" --split "$DATA/mp2018_folds
     --run-dir runs/dim-mp2018-r3 --n-jobs 2 --no-progress --resume --hidden 128 \
     --local-weighting distance --permutation supercell --reconstruction 1.0 \
     --lr 1e-4 --amsgrad --eps 1e-7 --weight-decay 1e-4 --grad-clip 0 --masked-sites 0 --jitter 0 \
-    --shell-reconstruction 0 --local-sample neighbour
+    --shell-reconstruction 0 --local-sample neighbour \
+    --epochs 40 --element-reconstruction 0
