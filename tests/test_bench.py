@@ -91,28 +91,41 @@ def test_representation_names_come_from_the_manifest(monkeypatch, tmp_path):
     from dim_featurizer.bench import representations as R
     from dim_featurizer.config import ModelConfig
 
-    for name, hidden in (("dim-a", 64), ("dim-a-ablation", 64), ("dim-b", 128)):
+    # dim-c: dim-a's shape, other input standardisation (trained on other crystals).
+    mean = (1.0,) * ModelConfig().n_site_features
+    shapes = {"dim-a": {}, "dim-a-ablation": {}, "dim-b": {"hidden": 128}, "dim-b-ablation": {"hidden": 128}}
+    shapes["dim-c"] = {"feature_mean": mean}
+    for name, fields in shapes.items():
         (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_text(replace(ModelConfig(), hidden=hidden).to_json())
+        (tmp_path / name / "config.json").write_text(replace(ModelConfig(), **fields).to_json())
     monkeypatch.setattr(R, "bundled_root", lambda: tmp_path)
     monkeypatch.setattr(R, "default_weights", lambda: "dim-a")
-    monkeypatch.setattr(R, "bundled_names", lambda: ["dim-a", "dim-a-ablation", "dim-b"])
-    monkeypatch.setattr(R, "read_manifest", lambda: {"dim-a": {"readout": "pooled"}, "dim-b": {}})
+    monkeypatch.setattr(R, "bundled_names", lambda: list(shapes))
+    pooled = {"readout": "pooled"}
+    monkeypatch.setattr(R, "read_manifest", lambda: {n: pooled if n.startswith("dim-a") else {} for n in shapes})
     assert R.make_featurizer("dim-untrained").readout == "pooled"  # the control reads what the default reads
-    assert R.make_featurizer("dim-untrained").weights == "untrained"  # the package's network has dim-a's shape
+    assert R.make_featurizer("dim-untrained").weights == "untrained:dim-a"  # its shape and standardisation
     names = list(R.representations())
-    wide = ["dim-b", "dim-b-untrained"]  # a wider model brings its own control
-    assert names[:8] == ["dim", "dim-untrained", "dim-a-ablation", *wide, "ofm", "xrd", "magpie"]
+    # Each bundled model brings its own control unless one of its shape, standardisation and readout ran:
+    # dim-a-ablation shares the default's, dim-b-ablation dim-b's.
+    mine = ["dim-a-ablation", "dim-b", "dim-b-untrained", "dim-b-ablation", "dim-c", "dim-c-untrained"]
+    assert names[:11] == ["dim", "dim-untrained", *mine, "ofm", "xrd", "magpie"]
     pairs = ["dim+magpie", "dim-untrained+magpie"]
-    assert names[8:] in (pairs, [*pairs, "chgnet"])  # chgnet: the optional peer, when installed
+    assert names[11:] in (pairs, [*pairs, "chgnet"])  # chgnet: the optional peer, when installed
+    controls = R.control_columns()
+    assert controls["dim-a-ablation"] == "dim-untrained" and controls["dim-b-ablation"] == "dim-b-untrained"
+    assert controls["dim+magpie"] == "dim-untrained+magpie" and set(controls.values()) <= set(names)
     assert list(R.dim_members("dim+magpie")) == ["dim"] and R.dim_members("magpie") == {}
     assert R.make_featurizer("dim-b").weights == "dim-b" and R.make_featurizer("dim").weights == "dim-a"
     assert R.make_featurizer("dim-b-untrained").weights == "untrained:dim-b"
     monkeypatch.setattr(R, "default_weights", lambda: "dim-b")
     assert R.make_featurizer("dim-untrained").weights == "untrained:dim-b"  # the wide default's own control
-    assert "dim-b-untrained" not in R.representations()
+    assert "dim-b-untrained" not in R.representations() and "dim-b-ablation-untrained" not in R.representations()
+    assert {"dim-a-untrained", "dim-c-untrained"} <= set(R.representations())  # dim-a-ablation shares dim-a's
     monkeypatch.setattr(R, "default_weights", lambda: "untrained")
-    assert "dim" not in R.representations() and "dim+magpie" not in R.representations()
+    reps = R.representations()
+    assert "dim" not in reps and "dim+magpie" not in reps and R.make_featurizer("dim-untrained").weights == "untrained"
+    assert "dim-a-untrained" in reps and "dim-c-untrained" in reps  # neither is the package's network
     assert list(R.dim_members("dim-untrained+magpie")) == ["dim-untrained"]
 
 
@@ -307,6 +320,21 @@ def test_headline_adds_the_peers_that_ran_and_the_ratio():
     assert lines[0] == "| task | model | labels | dim | dim-untrained | magpie | chgnet | dim / dim-untrained |"
     assert lines[2] == "| e_form (eV/atom) | ridge | 100 | 0.4 | 0.5 | **0.3** | – | 0.800 |"
     assert lines[3] == "| phonons (cm^-1) | ridge | 100 | 90 | 100 | 95 | **80** | 0.900 |"
+
+
+def test_controls_table_divides_each_pretrained_column_by_its_own_control():
+    rows = [("e_form", "mlp", 1000, r, m) for r, m in [("dim", 0.2), ("dim-untrained", 0.25), ("old", 0.3)]]
+    rows += [("e_form", "mlp", 1000, "old-untrained", 0.2), ("phonons", "mlp", 1000, "dim", 90)]
+    rows += [("phonons", "mlp", 1000, "dim-untrained", 100), ("e_form", "mlp", 250, "dim", 1.0)]
+    table = pd.DataFrame(rows, columns=["task", "model", "budget", "representation", "median"])
+    controls = {"dim": "dim-untrained", "old": "old-untrained", "never-ran": "dim-untrained"}
+    lines = report.controls_markdown(table, controls, {"e_form": "eV/atom", "phonons": "cm^-1"}).splitlines()
+    assert lines[0] == "| task | model | labels | dim / dim-untrained | old / old-untrained |"
+    assert lines[2:] == [
+        "| e_form (eV/atom) | mlp | 1000 | 0.800 | 1.500 |",
+        "| phonons (cm^-1) | mlp | 1000 | 0.900 | – |",
+    ]
+    assert report.controls_markdown(table, {"never-ran": "dim"}, {}) == ""
 
 
 def test_sweep_scores_a_wider_variant_against_its_own_initialisation(tmp_path):

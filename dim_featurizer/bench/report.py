@@ -152,10 +152,47 @@ def tsne_plot(vectors: dict[str, np.ndarray], labels: np.ndarray, out_png: str |
     return Path(out_png)
 
 
-def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], reference: str = "dim") -> None:
+def controls_markdown(
+    table: pd.DataFrame, controls: dict[str, str], units: dict[str, str], budgets: tuple[int, ...] = (100, 1000)
+) -> str:
+    """A Markdown table of each pretrained column's median test MAE divided by its untrained control's.
+
+    Args:
+        table: :func:`summary` output.
+        controls: pretrained column -> its control column (``representations.control_columns``); pairs of
+            which either did not run are left out.
+        units: each task's label unit.
+        budgets: the labelled-set sizes shown.
+
+    Returns:
+        One row per (task, model, budget), one ``column / control`` ratio per pair (below 1: pretraining
+        helps; "–" where the pair did not run on that task); empty when no pair ran.
+    """
+    wide = table[table["budget"].isin(budgets)].pivot_table(
+        index=["task", "model", "budget"], columns="representation", values="median"
+    )
+    pairs = [(c, k) for c, k in controls.items() if c in wide.columns and k in wide.columns]
+    if not pairs:
+        return ""
+    header = ["task", "model", "labels", *(f"{c} / {k}" for c, k in pairs)]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for (task, model, budget), row in wide.iterrows():
+        cells = [f"{row[c] / row[k]:.3f}" if np.isfinite(row[c] / row[k]) else "–" for c, k in pairs]
+        lines.append(f"| {task} ({units.get(task, '')}) | {model} | {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(
+    fits: pd.DataFrame,
+    out: str | Path,
+    units: dict[str, str],
+    reference: str = "dim",
+    controls: dict[str, str] | None = None,
+) -> None:
     """Write ``fits.csv``, ``summary.csv``, ``win_rates.csv`` (when ``reference`` has peers), ``tables.md``,
-    ``headline.md`` (the README's summary, when the :data:`HEADLINE` columns ran) and one ``box_<task>.png``
-    per task into ``out``.
+    ``headline.md`` (the README's summary, when the :data:`HEADLINE` columns ran), ``controls.md`` (each
+    pretrained column against its untrained control, :func:`controls_markdown`, when ``controls`` are given
+    and a pair ran) and one ``box_<task>.png`` per task into ``out``.
 
     Each file is written under a name of this process's own and renamed, so
     two runs writing the same folder never leave a mixed file.
@@ -170,6 +207,8 @@ def write_report(fits: pd.DataFrame, out: str | Path, units: dict[str, str], ref
     write_text(out / "tables.md", results_markdown(fits, units, reference))
     if set(HEADLINE) <= set(fits["representation"]):
         write_text(out / "headline.md", headline_markdown(tables["summary.csv"], units) + "\n")
+    if text := controls_markdown(tables["summary.csv"], controls or {}, units):
+        write_text(out / "controls.md", text + "\n")
     box_plots(fits, out, units)
 
 

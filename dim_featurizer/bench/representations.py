@@ -132,38 +132,64 @@ MATMINER: dict[str, Callable[[], object]] = {
 }
 
 
-def control_of(name: str) -> str | None:
-    """The untrained control of bundled weights ``name``: None when the package's untrained network has their
-    shape, else ``"untrained:<name>"``, a random network of their own shape (a wider or deeper model's
-    like-for-like control)."""
-    config = ModelConfig.from_json_file(bundled_root() / name / CONFIG_NAME)
-    return None if config.architecture() == ModelConfig().architecture() else UNTRAINED_LIKE + name
+def control_shape(config: ModelConfig, readout: str | None = None) -> str:
+    """What an untrained control must share with the weights of ``config``: architecture, input
+    standardisation, encoding and readout (``readout`` overrides the config's), as one JSON string."""
+    shape = {**config.architecture(), "readout": readout or config.readout, "encoding": config.encoding.as_dict()}
+    for name in ("feature_mean", "feature_std"):  # None: the element table's (an untrained network's)
+        values = getattr(config, name)
+        shape[name] = None if values is None else [round(float(v), 6) for v in values]
+    return json.dumps(shape, sort_keys=True)
+
+
+def control_columns() -> dict[str, str]:
+    """Each pretrained DIM column of :func:`representations` with its untrained control column.
+
+    The control of weights ``name`` is ``untrained:<name>``: seeded random weights with their architecture,
+    input standardisation, encoding and readout. ``dim-untrained`` is the default's. Weights that share all
+    four share one control: the first such column's (``<name>-untrained``). ``dim+magpie``'s is
+    ``dim-untrained+magpie``.
+    """
+    default, manifest = default_weights(), read_manifest()
+    columns, served = {}, {}
+    if default == UNTRAINED:
+        served[control_shape(ModelConfig())] = "dim-untrained"
+    for name in [default, *bundled_names()] if default != UNTRAINED else bundled_names():
+        column = "dim" if name == default else name
+        if column in columns:
+            continue
+        config = ModelConfig.from_json_file(bundled_root() / name / CONFIG_NAME)
+        shape = control_shape(config, manifest.get(name, {}).get("readout"))
+        columns[column] = served.setdefault(shape, "dim-untrained" if column == "dim" else f"{name}-untrained")
+    if "dim" in columns:
+        columns["dim+magpie"] = "dim-untrained+magpie"
+    return columns
 
 
 def representations() -> dict[str, Callable[[], object]]:
     """Every representation the harness compares, by name, from the weights manifest.
 
-    ``dim`` is the package's default weights, ``dim-untrained`` the seeded
-    random control of the same shape, every other bundled weights folder appears under its own
-    name (e.g. ``dim-mp2018-ablation``), with ``<name>-untrained`` beside it when its shape is not the
-    package's untrained network's, then matminer's ``ofm``, ``xrd`` and
+    ``dim`` is the package's default weights, ``dim-untrained`` their seeded random control
+    (``untrained:<default>``), every other bundled weights folder appears under its own name (e.g.
+    ``dim-mp2018-ablation``), with its own control ``<name>-untrained`` beside it unless an earlier
+    column's control serves (:func:`control_columns`), then matminer's ``ofm``, ``xrd`` and
     ``magpie``, ``dim+magpie`` (both side by side) and its control ``dim-untrained+magpie``, and, when
     the ``chgnet`` package is installed, ``chgnet``.
     """
     default = default_weights()
     reps: dict[str, Callable[[], object]] = {}
-    readout, control = None, UNTRAINED
-    if default != UNTRAINED:
-        reps["dim"] = partial(DeepInfoMaxFeaturizer, weights=default, pbar=False)
-        readout = read_manifest()[default].get("readout")
-        control = control_of(default) or UNTRAINED
-    # The control reads the same layer as the default weights, or the comparison would mix two things.
-    reps["dim-untrained"] = partial(DeepInfoMaxFeaturizer, weights=control, pbar=False, readout=readout)
-    for name in bundled_names():
-        if name != default:
-            reps[name] = partial(DeepInfoMaxFeaturizer, weights=name, pbar=False)
-            if own := control_of(name):  # read each config once
-                reps[f"{name}-untrained"] = partial(DeepInfoMaxFeaturizer, weights=own, pbar=False)
+    controls = control_columns()
+    if default == UNTRAINED:
+        reps["dim-untrained"] = partial(DeepInfoMaxFeaturizer, weights=UNTRAINED, pbar=False)
+    for column, control in controls.items():
+        if "+" in column:
+            continue
+        name = default if column == "dim" else column
+        reps[column] = partial(DeepInfoMaxFeaturizer, weights=name, pbar=False)
+        if control not in reps:
+            # The control reads the same layer as its weights, or the comparison would mix two things.
+            readout = read_manifest()[name].get("readout")
+            reps[control] = partial(DeepInfoMaxFeaturizer, weights=UNTRAINED_LIKE + name, pbar=False, readout=readout)
     reps |= MATMINER
     if "dim" in reps:
         reps["dim+magpie"] = partial(Concatenation, ("dim", "magpie"))

@@ -23,6 +23,7 @@ from .protocol import MODELS, run_fits
 from .representations import (
     cached_features,
     check_pretraining,
+    control_columns,
     dim_members,
     make_featurizer,
     representation_key,
@@ -259,7 +260,7 @@ def run_benchmark(
 def _write_outputs(fits: pd.DataFrame, out: Path, units: dict, reps: list, missing: list, settings: dict) -> None:
     """The report's tables and plots, and run.json (settings, the draws each task's fits hold, the weights
     each DIM column used, the machine)."""
-    report.write_report(fits, out, units)
+    report.write_report(fits, out, units, controls=control_columns())
     settings = {**settings, "draws_by_task": {t: int(n) for t, n in fits.groupby("task")["draw"].nunique().items()}}
     weights = {name: weights_used(f) for rep in reps for name, f in dim_members(rep).items()}
     write_json(out / "run.json", run_record(settings=settings, weights=weights, missing=missing))
