@@ -64,6 +64,7 @@ def test_readme_weights_section_matches_results_and_the_default_weights():
     assert benchmarked["model_sha256"] == sha256(bundled_root() / default_weights() / WEIGHTS_NAME)
 
 
-def test_finetune_readme_shows_the_generated_comparison():
-    folder = ROOT / "results" / "finetune"
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in (ROOT / "results").glob("finetune*/comparison.md")))
+def test_finetune_readme_shows_the_generated_comparison(folder):
+    folder = ROOT / "results" / folder
     assert (folder / "comparison.md").read_text() in (folder / "README.md").read_text()
