@@ -200,3 +200,15 @@ def test_launch_scripts_state_their_runs_recipe(run):
     # Options added after the run must be off in its launch.sh, as they were when it ran.
     later = {k: recipe[k] for k in set(recipe) - set(record) - set(SPEED_OPTIONS) if recipe[k] not in (False, 0.0)}
     assert not later, f"{run}: launch.sh turns on options its run did not have: {later}"
+
+
+def test_shape_options_override_the_recipe_and_record_only_what_differs():
+    from dim_featurizer.train.cli import build_parser, run_options
+
+    def model(*words: str) -> dict:
+        return run_options(build_parser().parse_args(["fit", "data.json", "--run-dir", "r", *words]))["config"].model
+
+    assert model() == {"hidden": 128}  # the default weights' recipe
+    assert model("--hidden", "64") == {"hidden": 64}
+    assert model("--global-dim", "64") == {"hidden": 128, "global_dim": 64}
+    assert model("--attention-layers", "1") == {"hidden": 128}  # the recipe's own value: nothing recorded
