@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import pickletools
+import shutil
 import warnings
 
 import numpy as np
@@ -208,8 +210,8 @@ def test_paired_statistics():
 
 
 def test_finetune_benchmark_pairs_inits_stores_each_fit_and_resumes(tmp_path, sample_dir):
+    from dim_featurizer.bench.finetune import earlier_finetune_fits, run_finetune
     from dim_featurizer.bench.finetune import main as finetune_main
-    from dim_featurizer.bench.finetune import run_finetune
 
     lines: list[str] = []
     options = dict(tasks=["phonons"], budgets=[12], draws=2, test_limit=15, data_dir=sample_dir, device="cpu")
@@ -241,6 +243,15 @@ def test_finetune_benchmark_pairs_inits_stores_each_fit_and_resumes(tmp_path, sa
         check_like=True,
         check_exact=False,
     )
+    # A machine without the fit store resumes from the results folder, only under the same settings.
+    shutil.rmtree(tmp_path / "cache")
+    lines.clear()
+    restored = run_finetune(out=tmp_path / "out", log=lines.append, **options)
+    assert not any("MAE" in line for line in lines) and len(restored.fits) == 4
+    identity = json.loads((tmp_path / "out" / "run.json").read_text())["settings"]
+    identity = {k: identity[k] for k in ("weights", "seed", "test_limit", "max_epochs", "patience")}
+    assert len(earlier_finetune_fits(tmp_path / "out", identity)) == 4
+    assert earlier_finetune_fits(tmp_path / "out", {**identity, "patience": 2}) == {}
     argv = [
         "--tasks",
         "phonons",

@@ -95,6 +95,7 @@ def run_finetune(
     settings = {**identity, "budgets": list(budgets), "draws": {int(b): counts[b] for b in budgets}}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     store = Path(cache_dir) / "finetune"
+    earlier = earlier_finetune_fits(out, identity)
     rows, units, missing = [], {}, []
     for name in tasks:
         task = load_task(name, data_dir, test_limit)
@@ -106,6 +107,8 @@ def run_finetune(
         say(f"{name}: pool {len(task.pool)}, test {len(task.test)}, target {task.target!r} ({task.unit})")
         for budget, draw, init in ((b, d, i) for b in budgets for d in range(counts[b]) for i in inits):
             part = store / f"{name}-{init}-{budget}-{draw}-{digest}.csv"
+            if not part.is_file() and (name, init, budget, draw) in earlier:
+                write_csv(part, earlier[name, init, budget, draw])  # an empty cache resumes from the results
             if not part.is_file():
                 if report_only:
                     missing.append(f"{name}/{init}/{budget}/{draw}")
@@ -140,6 +143,24 @@ def run_finetune(
         + (f"; not run yet: {len(missing)}" if missing else "")
     )
     return BenchmarkResult(fits, missing, None if out is None else Path(out))
+
+
+def earlier_finetune_fits(out: str | Path | None, identity: dict) -> dict[tuple, pd.DataFrame]:
+    """The fits an earlier run wrote to ``out/fits.csv`` under the same weights, seed, test limit and
+    stopping rule (``run.json``), so that a run on a machine without the fit store loses no finished fit.
+
+    Returns:
+        ``(task, init, budget, draw)`` → that fit's one-row frame; empty when there are none.
+    """
+    folder = None if out is None else Path(out)
+    if folder is None or not ((folder / "fits.csv").is_file() and (folder / "run.json").is_file()):
+        return {}
+    settings = json.loads((folder / "run.json").read_text()).get("settings", {})
+    if any(settings.get(k) != v for k, v in identity.items()):
+        return {}
+    fits = pd.read_csv(folder / "fits.csv", float_precision="round_trip")
+    keys = zip(fits["task"], fits["representation"], fits["budget"], fits["draw"])
+    return {(t, i, int(b), int(d)): fits.iloc[[n]] for n, (t, i, b, d) in enumerate(keys)}
 
 
 def paired_statistics(fits: pd.DataFrame) -> pd.DataFrame:
