@@ -103,7 +103,8 @@ def main() -> None:
         r["failed"] = failed[name]
     xrd = results["XRDPowderPattern()"]["seconds"]
     lines = [
-        f"{len(structures)} mp2018 test structures, seed {args.seed}; device {args.device}; {hardware()}; "
+        f"{len(structures)} mp2018 test structures, seed {args.seed}; DIM weights {dim.weights_info_.name}; "
+        f"device {args.device}; {hardware()}; "
         f"{time.strftime('%Y-%m-%d')}; {args.rounds} interleaved rounds (DIM: median seconds per round over all "
         "structures; peers: seconds over all structures, once each; the warm-up, untimed, includes any compile: "
         + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in warm_up.items())
