@@ -27,7 +27,7 @@ from dim_featurizer.sampling import draw_subsets
 
 from . import report
 from .representations import check_pretraining, weights_used
-from .run import BUDGETS, BenchmarkResult, print_stderr
+from .run import BUDGETS, BenchmarkResult, earlier_results, print_stderr
 from .tasks import TASKS, load_task
 
 #: Draws per budget (the issue's protocol: 10 up to 250 labels, 5 at 1,000).
@@ -152,13 +152,10 @@ def earlier_finetune_fits(out: str | Path | None, identity: dict) -> dict[tuple,
     Returns:
         ``(task, init, budget, draw)`` → that fit's one-row frame; empty when there are none.
     """
-    folder = None if out is None else Path(out)
-    if folder is None or not ((folder / "fits.csv").is_file() and (folder / "run.json").is_file()):
+    earlier = earlier_results(out, identity)
+    if earlier is None:
         return {}
-    settings = json.loads((folder / "run.json").read_text()).get("settings", {})
-    if any(settings.get(k) != v for k, v in identity.items()):
-        return {}
-    fits = pd.read_csv(folder / "fits.csv", float_precision="round_trip")
+    fits = earlier[0]
     keys = zip(fits["task"], fits["representation"], fits["budget"], fits["draw"])
     return {(t, i, int(b), int(d)): fits.iloc[[n]] for n, (t, i, b, d) in enumerate(keys)}
 

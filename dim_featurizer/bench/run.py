@@ -64,6 +64,18 @@ def _fits_part(cache_dir: Path, protocol: list, task: str, rep: str) -> Path:
     return cache_dir / "fits" / f"{task}-{rep}-{digest.hexdigest()[:12]}.csv"
 
 
+def earlier_results(out: str | Path | None, settings: dict) -> tuple[pd.DataFrame, dict] | None:
+    """``out/fits.csv`` and ``out/run.json`` of an earlier run whose recorded settings equal ``settings``
+    in every key given; None when either file is missing or a setting differs."""
+    folder = None if out is None else Path(out)
+    if folder is None or not ((folder / "fits.csv").is_file() and (folder / "run.json").is_file()):
+        return None
+    run = json.loads((folder / "run.json").read_text())
+    if any(run.get("settings", {}).get(k) != v for k, v in settings.items()):
+        return None
+    return pd.read_csv(folder / "fits.csv", float_precision="round_trip"), run
+
+
 @dataclass
 class EarlierFits:
     """The fits a run wrote to its output folder, where they are still valid for this run.
@@ -78,14 +90,11 @@ class EarlierFits:
     def read(cls, out: str | Path | None, settings: dict) -> EarlierFits:
         """Rows of ``out/fits.csv`` made under the same protocol, seed, test and pool limits, dropping DIM
         columns whose recorded weights differ from the ones this run would use."""
-        none = cls(pd.DataFrame(columns=["task", "representation", "model", "budget", "draw"]))
-        if out is None or not ((Path(out) / "fits.csv").is_file() and (Path(out) / "run.json").is_file()):
-            return none
-        run = json.loads((Path(out) / "run.json").read_text())
-        old = run.get("settings", {})
-        if any(old.get(k) != settings.get(k) for k in ("protocol", "seed", "test_limit", "pool_limit")):
-            return none
-        fits = pd.read_csv(Path(out) / "fits.csv", float_precision="round_trip")
+        keys = ("protocol", "seed", "test_limit", "pool_limit")
+        earlier = earlier_results(out, {k: settings.get(k) for k in keys})
+        if earlier is None:
+            return cls(pd.DataFrame(columns=["task", "representation", "model", "budget", "draw"]))
+        fits, run = earlier
         stale = set()
         for rep in fits["representation"].unique():
             try:
