@@ -9,7 +9,8 @@ def resolve_device(device: str | torch.device = "auto", rank: int = 0) -> torch.
     """Return the torch device for ``device``.
 
     Args:
-        device: ``"auto"`` for CUDA when present (else CPU), or any torch device string.
+        device: ``"auto"`` for CUDA when present and usable (else CPU: also in a process forked after CUDA
+            started), or any torch device string.
         rank: the process's rank under torchrun; with ``"auto"``, process r
             takes GPU ``r mod (number of GPUs)``.
 
@@ -17,5 +18,7 @@ def resolve_device(device: str | torch.device = "auto", rank: int = 0) -> torch.
         The device.
     """
     if str(device) == "auto":
-        return torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+        # A process forked after CUDA started cannot use it (torch refuses): such a child runs on the CPU.
+        usable = torch.cuda.is_available() and not torch.cuda._is_in_bad_fork()
+        return torch.device(f"cuda:{rank % torch.cuda.device_count()}" if usable else "cpu")
     return torch.device(device)

@@ -89,7 +89,7 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
             WeightsError: the weights cannot be found, verified or loaded.
         """
         if getattr(self, "runner_", None) is None:
-            self.runner_ = Runner.load(**{name: getattr(self, name) for name in LOAD_OPTIONS})
+            self.runner_ = Runner.shared(**{name: getattr(self, name) for name in LOAD_OPTIONS})
         self.runner_.n_jobs, self.runner_.batch_sites = self.n_jobs, self.batch_sites
         return self.runner_
 

@@ -49,8 +49,31 @@ LOAD_OPTIONS = (
     "compile_network",
 )
 
+#: Load options that are set on a runner per call, not fixed when it loads.
+CALL_OPTIONS = ("n_jobs", "batch_sites")
+
 #: Maps a batch to one row of values per crystal.
 Forward = Callable[[Batch], torch.Tensor]
+
+#: Every live runner, so that a forked child can drop the encoding workers it inherits (they are the parent's).
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+#: Runners by load options, for processes forked from the one that loaded them (see :meth:`Runner.shared`).
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _after_fork_in_child() -> None:
+    """Run in a process forked from one that imported this module (a matminer or multiprocessing fork pool).
+
+    The parent's OpenMP thread pool does not survive a fork: the child's first parallel torch op would wait
+    forever on threads that do not exist. One intra-op thread runs ops inline, never touching that pool; a
+    pool of forked workers has one process per core anyway. Inherited encoding workers belong to the parent.
+    """
+    torch.set_num_threads(1)
+    for runner in list(_LIVE):
+        runner.detach_pool()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Runner:
@@ -84,6 +107,8 @@ class Runner:
         self.encoding, self.device, self.info = encoding, device, info
         self.batch_sites, self.n_jobs = batch_sites, n_jobs
         self._pool: EncodingPool | None = None
+        self.owner_pid = os.getpid()
+        _LIVE.add(self)
 
     @classmethod
     def load(
@@ -116,6 +141,29 @@ class Runner:
             model.config = replace(model.config, readout=readout)
         return cls(model, encoding, resolve_device(device), info, batch_sites, n_jobs, compile_network=compile_network)
 
+    @classmethod
+    def shared(cls, **options: Any) -> Runner:
+        """A runner for :meth:`load`'s ``options``, loaded once per family of forked processes.
+
+        In a process forked from one that holds a CPU runner with the same options (matminer's and
+        multiprocessing's fork pools, which unpickle a fresh featuriser for every task), that runner is
+        returned: no reload, and its weights stay shared with the parent until written. Anywhere else (the
+        loading process itself, spawned workers, CUDA or compiled runners, which do not survive a fork) a new
+        runner is loaded. ``n_jobs`` and ``batch_sites`` are per-call settings, not part of the match.
+
+        Raises:
+            WeightsError: the weights cannot be found, verified or loaded.
+        """
+        key = tuple((name, str(options.get(name))) for name in LOAD_OPTIONS if name not in CALL_OPTIONS)
+        runner = _SHARED.get(key)
+        inherited = runner is not None and runner.owner_pid != os.getpid()
+        if inherited and runner.device.type == "cpu" and not runner.compile_network:
+            runner.n_jobs, runner.batch_sites = options.get("n_jobs", 1), options.get("batch_sites", 1200)
+            return runner
+        runner = cls.load(**options)
+        _SHARED[key] = runner
+        return runner
+
     def with_model(self, model: SiteNetEncoder) -> Runner:
         """A runner with another encoder (e.g. a fine-tuned one) and this one's encoding, device and options."""
         return type(self)(
@@ -146,6 +194,17 @@ class Runner:
         """Stop the encoding workers, if any (a later call starts new ones)."""
         if self._pool is not None:
             self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> EncodingPool | None:
+        """The lasting pool of encoding workers, None until ``n_jobs > 1`` needs one (and after :meth:`close`)."""
+        return self._pool
+
+    def detach_pool(self) -> None:
+        """Forget the encoding workers without stopping them: in a forked child they are the parent's."""
+        if self._pool is not None:
+            self._pool.detach()
             self._pool = None
 
     # -- the network -------------------------------------------------------------

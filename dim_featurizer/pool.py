@@ -87,6 +87,10 @@ class EncodingPool:
             for future in pending:  # a consumer that stops early (an error) leaves no work queued
                 future.cancel()
 
+    def detach(self) -> None:
+        """Forget the workers without stopping them (a forked child's copy of its parent's pool)."""
+        self._executor = None
+
     def close(self) -> None:
         """Stop the workers (a later :meth:`map` starts new ones)."""
         if self._executor is not None:
