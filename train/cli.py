@@ -45,6 +45,8 @@ OPTION_HELP = {
     "element_reconstruction": "weight of Magpie element-table reconstruction: predict each site's 22 Magpie "
     "element properties from μ_i and the crystal's Magpie statistics of them from μ_G; 0 for off (method §3.8)",
     "vacancies": "add a global false crystal: the crystal with one supercell atom removed (method §3.8)",
+    "anchor": "weight of an L2-SP penalty pulling the encoder's weights toward their seeded initialisation "
+    "(λ/2 · Σ(θ − θ₀)²); 0 for off (method §3.9)",
     "compile": "compile the encoder's per-pair work, forward and backward, with torch.compile: ~1.7x the crystals/s "
     "on CPU after a ~30 s start; the same objective and the same probes",
 }
@@ -59,7 +61,10 @@ def run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", default="train", help="which ids of the split file are read")
     p.add_argument("--ids-csv", help="CSV whose first column lists the CIF ids")
     p.add_argument("--cache-dir", default=".cache/dim-encodings", help="encoded-crystal cache")
-    p.add_argument("--limit", type=int, help="use only the first N ids (proxy runs)")
+    p.add_argument(
+        "--exclude-ids", help="CSV whose first column lists ids to leave out (the leave-family-out families)"
+    )
+    p.add_argument("--limit", type=int, help="use only the first N ids (proxy runs), after --exclude-ids")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--max-steps", type=int, help="stop after N steps (checkpointed, resumable)")
     p.add_argument("--n-jobs", type=int, default=1, help="encoding processes")
@@ -136,6 +141,7 @@ def run_options(args: argparse.Namespace) -> dict:
         split=args.split,
         subset=args.subset,
         ids_csv=args.ids_csv,
+        exclude_ids=args.exclude_ids,
         cache_dir=args.cache_dir,
         limit=args.limit,
         n_jobs=args.n_jobs,

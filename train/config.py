@@ -67,6 +67,10 @@ class TrainConfig:
             (``samples.false_vacancy``; the paper's chemistry-aware false samples), to the global term.
         compile: run the encoder's per-pair work through ``torch.compile``, forward and backward
             (``LocalEncoder.compile_pairs``): a speed option; the objective is unchanged.
+        anchor: weight λ of an L2-SP penalty, λ/2 · Σ(θ − θ₀)² over the encoder's weights, that pulls them
+            toward their seeded initialisation θ₀ (the score networks and decoders are free); 0 for off.
+            It keeps what the random start already carried (docs/method.md §3.9); it is not part of the
+            validation loss.
     """
 
     epochs: int = 10
@@ -96,6 +100,7 @@ class TrainConfig:
     element_reconstruction: float = 1.0
     vacancies: bool = False
     compile: bool = False
+    anchor: float = 0.0
 
     def __post_init__(self) -> None:
         choices = {
@@ -106,6 +111,13 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("reconstruction", "masked_sites", "jitter", "shell_reconstruction", "element_reconstruction"):
+        for name in (
+            "reconstruction",
+            "masked_sites",
+            "jitter",
+            "shell_reconstruction",
+            "element_reconstruction",
+            "anchor",
+        ):
             if not getattr(self, name) >= 0:  # also refuses NaN
                 raise ValueError(f"{name} must be 0 (off) or positive, got {getattr(self, name)!r}")

@@ -31,6 +31,9 @@ from .objective import Losses
 
 __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
 
+#: Options added after runs whose checkpoints lack them, with the value those runs trained with.
+ADDED_OFF = {"anchor": 0.0}
+
 LOSS_NAMES = (
     "local_js",
     "local_kl",
@@ -87,6 +90,8 @@ class Trainer:
             self.wrapped = DistributedDataParallel(self.model, device_ids=ids)
         self.state = {"epoch": 0, "step": 0, "sums": {}, "history": [], "best_val": math.inf, "best_epoch": -1}
         self._stop = False
+        # The encoder's seeded initialisation θ₀ (the setup is freshly built: a checkpoint loads later, in fit).
+        self.start = [p.detach().clone() for p in self.model.encoder.parameters()]
 
     # -- persistence ---------------------------------------------------------
     @property
@@ -111,8 +116,9 @@ class Trainer:
         blob = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         saved, current = json.loads(blob["config"]), asdict(self.config)
         # Only the epoch limit (raising it extends a finished run without changing any draw) and the speed
-        # options (absent from older checkpoints) may change.
+        # options may change. An option added since (ADDED_OFF) is off in a checkpoint that lacks it.
         free = ("epochs", *SPEED_OPTIONS)
+        saved = ADDED_OFF | saved
         changed = sorted(k for k in saved.keys() | current.keys() if k not in free and saved.get(k) != current.get(k))
         if changed:
             raise ValueError(f"{self.checkpoint_path} was written with other settings: {changed}")
@@ -194,6 +200,8 @@ class Trainer:
                     losses = self.losses(self.wrapped, mine[step], step_rng(cfg.seed, epoch, step, self.rank))
                     self.optimizer.zero_grad(set_to_none=True)
                     losses.total.backward()
+                    if cfg.anchor > 0:
+                        self.pull_to_start()
                     if cfg.grad_clip > 0:  # 0 or less: no clipping (the authors' code)
                         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                     self.optimizer.step()
@@ -221,6 +229,20 @@ class Trainer:
                 signal.signal(s, handler)
         return self.state
 
+    @torch.no_grad()
+    def pull_to_start(self) -> None:
+        """Add the L2-SP gradient λ(θ − θ₀) to each encoder weight's gradient (``anchor`` = λ)."""
+        for weight, start in zip(self.model.encoder.parameters(), self.start):
+            if weight.grad is not None:
+                weight.grad.add_(weight - start, alpha=self.config.anchor)
+
+    def distance_from_start(self) -> float:
+        """‖θ − θ₀‖ over the encoder's weights: how far training has moved it from its initialisation."""
+        with torch.no_grad():
+            return math.sqrt(
+                sum(float(((w - s) ** 2).sum()) for w, s in zip(self.model.encoder.parameters(), self.start))
+            )
+
     def plateaued(self) -> bool:
         """True once ``patience`` epochs have passed without a validation gain of ``min_delta``."""
         return self.state["epoch"] - 1 - self.state["best_epoch"] >= self.config.patience
@@ -237,6 +259,7 @@ class Trainer:
         row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "crystals_per_s": round(sums["crystals"] / seconds, 2)}
         row |= {f"train_{k}": round(v, 6) for k, v in train.items()}
         row |= {f"val_{k}": round(v, 6) for k, v in val.items()}
+        row["distance_from_start"] = round(self.distance_from_start(), 4)
         self.state["history"].append(row)
         if val["total"] < self.state["best_val"] - self.config.min_delta:
             self.state["best_val"], self.state["best_epoch"] = val["total"], epoch

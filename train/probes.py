@@ -82,7 +82,9 @@ def collect(
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
-def linear_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
+def linear_r2(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0, multioutput: str = "uniform_average"
+) -> float:
     """Held-out R² of a ridge fit of ``y`` on standardised ``x``, two folds split by group (crystal).
 
     The ridge penalty is chosen inside each training fold (efficient
@@ -94,6 +96,8 @@ def linear_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -
         y: (n,) or (n, t) targets; several targets give the mean of their R².
         groups: (n,) the crystal of each row: no crystal is in both folds.
         seed: seeds the fold assignment.
+        multioutput: how several targets' R² combine (scikit-learn's ``r2_score``): ``"variance_weighted"``
+            is the share of their total variance recovered, robust to a target nearly constant in a fold.
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.metrics import r2_score
@@ -108,7 +112,7 @@ def linear_r2(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -
     for k in (0, 1):
         train, test = in_fold != k, in_fold == k
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-        scores.append(r2_score(y[test], model.fit(x[train], y[train]).predict(x[test]), multioutput="uniform_average"))
+        scores.append(r2_score(y[test], model.fit(x[train], y[train]).predict(x[test]), multioutput=multioutput))
     return float(np.mean(scores))
 
 
@@ -175,3 +179,94 @@ def probes_markdown(probes: dict[str, dict[str, float]]) -> str:
         cells = [f"{probes[n][key]:.3f}" if isinstance(probes[n][key], float) else str(probes[n][key]) for n in names]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: The layers the family diagnosis reads, per site and per crystal.
+SITE_LAYERS = ("embedding", "environment", "local_mu")
+CRYSTAL_LAYERS = ("mean_embedding", "pooled", "global_mu")
+
+
+@torch.no_grad()
+def layer_values(encoder: SiteNetEncoder, batch: Batch) -> dict[str, torch.Tensor]:
+    """Every layer of ``encoder`` on ``batch``: per site the embedding h, the environment s (the first
+    attention block) and μ_i; per crystal the mean of h over its sites (what composition alone gives), the
+    pooled layer and μ_G."""
+    local = encoder.local
+    sites = local.embed_sites(batch.site_features)
+    rows = torch.arange(len(sites), device=sites.device)
+    environment = local.environments(sites, rows, batch.neighbor_index, batch.distances, batch.mask)
+    out = encoder.readouts(batch)
+    count = torch.bincount(batch.crystal_index, minlength=batch.n_crystals).clamp_min(1).unsqueeze(1)
+    mean = sites.new_zeros((batch.n_crystals, sites.shape[1])).index_add_(0, batch.crystal_index, sites) / count
+    return {
+        "embedding": sites,
+        "environment": environment,
+        "local_mu": out["local_mu"],
+        "mean_embedding": mean,
+        "pooled": out["pooled"],
+        "global_mu": out["global_mu"],
+    }
+
+
+def structure_targets(batch: Batch) -> dict[str, np.ndarray]:
+    """Label-free targets of the family diagnosis, from the structure alone.
+
+    Per site: ``coordination`` (log of the first shell's size), ``nn_distance`` (Å) and ``shell_composition``
+    (the first shell's mean standardised Magpie element properties, 22 values). Per crystal: ``magpie`` (its
+    Magpie statistics of the 22 properties over its sites, 88 values: what Magpie's composition vector holds).
+    """
+    from .targets import crystal_statistics, magpie_targets
+
+    nearest, shell = first_shell(batch)
+    table = torch.from_numpy(magpie_targets())
+    z = batch.site_features[:, _Z].round().long().clamp(0, len(table) - 1)
+    neighbours = table[z[batch.neighbor_index]]  # (N, M, 22)
+    composition = (neighbours * shell.unsqueeze(-1)).sum(1) / shell.sum(1, keepdim=True).clamp_min(1)
+    return {
+        "coordination": torch.log(shell.sum(1).clamp_min(1)).numpy(),
+        "nn_distance": torch.where(torch.isfinite(nearest), nearest, 0.0).numpy(),
+        "shell_composition": composition.numpy(),
+        "magpie": crystal_statistics(table[z], batch.crystal_index, batch.n_crystals).numpy(),
+    }
+
+
+def recoverability(
+    encoder: SiteNetEncoder, dataset: EncodedDataset, indices: Sequence[int], batch_sites: int = 1200
+) -> dict[str, float]:
+    """Held-out linear R² of each structure target from each layer, and the spectrum of μ_G, on ``indices``.
+
+    Returns:
+        ``<layer>/<target>`` → R² (:func:`linear_r2`; site targets from :data:`SITE_LAYERS`, ``magpie`` from
+        :data:`CRYSTAL_LAYERS`), ``participation_ratio`` of the standardised μ_G, and ``top5_variance``, the
+        share of its variance in the first five principal components.
+    """
+    device = next(encoder.parameters()).device
+    encoder.eval()
+    indices = np.asarray(indices)
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch_positions in plan_batches(dataset.n_sites[indices].tolist(), batch_sites):
+        batch = collate(dataset.subset(indices[batch_positions]))
+        values = {k: v.float().cpu().numpy() for k, v in layer_values(encoder, batch.to(device)).items()}
+        values |= structure_targets(batch)
+        values["crystal"] = np.asarray(batch_positions)[batch.crystal_index.numpy()]
+        for key, value in values.items():
+            parts.setdefault(key, []).append(value)
+    data = {key: np.concatenate(value) for key, value in parts.items()}
+    for key in ("shell_composition", "magpie"):  # a property constant over a family has no R²
+        data[key] = data[key][:, data[key].std(0) > 1e-3]
+    crystals = np.arange(len(data["global_mu"]))
+    out = {
+        f"{layer}/{target}": linear_r2(data[layer], data[target], data["crystal"], multioutput="variance_weighted")
+        for layer in SITE_LAYERS
+        for target in ("coordination", "nn_distance", "shell_composition")
+    }
+    out |= {
+        f"{layer}/magpie": linear_r2(data[layer], data["magpie"], crystals, multioutput="variance_weighted")
+        for layer in CRYSTAL_LAYERS
+    }
+    mu = data["global_mu"]
+    mu = (mu - mu.mean(0)) / np.where(mu.std(0) > 1e-9, mu.std(0), 1.0)
+    eigen = np.sort(np.linalg.eigvalsh(np.cov(mu, rowvar=False)))[::-1]
+    out["participation_ratio"] = participation_ratio(data["global_mu"])
+    out["top5_variance"] = float(eigen[:5].sum() / eigen.sum())
+    return out

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from dim_featurizer.encoding import EncodingConfig
 from dim_featurizer.files import write_json
 from dim_featurizer.provenance import run_record
+from dim_featurizer.readers import read_ids_csv
 
 from .build import RunSetup, build_setup
 from .cache import cached_dataset
@@ -47,6 +48,7 @@ def prepare_setup(
     split: str | Path | None = None,
     subset: str = "train",
     ids_csv: str | Path | None = None,
+    exclude_ids: str | Path | None = None,
     cache_dir: str | Path = ".cache/dim-encodings",
     limit: int | None = None,
     n_jobs: int = 1,
@@ -62,6 +64,7 @@ def prepare_setup(
         split: split file; only ``subset`` ids are read (test ids never).
         subset: the split's key to read.
         ids_csv: for a CIF folder/archive, the CSV whose first column lists the ids.
+        exclude_ids: a CSV whose first column lists ids to leave out (before ``limit``).
         cache_dir: where encoded datasets are cached.
         limit: keep only the first ``limit`` ids (quick runs).
         n_jobs: encoding processes.
@@ -76,6 +79,10 @@ def prepare_setup(
     encoding = encoding or EncodingConfig()
     rank = dist.get_rank() if dist.is_initialized() else 0
     structures = load_structures(source, split=split, subset=subset, ids_csv=ids_csv, pbar=pbar)
+    left_out = 0
+    if exclude_ids is not None:
+        drop = structures.index.isin(read_ids_csv(exclude_ids))
+        structures, left_out = structures[~drop], int(drop.sum())
     if limit is not None:
         structures = structures.iloc[:limit]
     if rank == 0:
@@ -92,6 +99,7 @@ def prepare_setup(
             "source": "in-memory DataFrame" if in_memory else str(source),
             "split": str(split) if split else "none",
             "subset": subset if split else "all",
+            "left_out": {"file": str(exclude_ids), "ids": left_out} if exclude_ids else None,
             "offered": len(structures),
             # load_structures passes on the structure column alone: no property label reaches training.
             "labels_read": [],

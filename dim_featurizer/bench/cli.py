@@ -24,7 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dim-bench",
         description="Small-label benchmark of DIM features (docs/method.md §4).",
         epilog="Subcommands: 'dim-bench finetune --help' (fine-tuning, Fig. 7), 'dim-bench probe --help' "
-        "(development probe of a run), 'dim-bench sweep --help' (proxy sweep of pretraining variants).",
+        "(development probe of a run), 'dim-bench sweep --help' (proxy sweep of pretraining variants), "
+        "'dim-bench families --help' (the leave-family-out families), 'dim-bench family-sweep --help' (proxy "
+        "levers ranked by the family probe).",
     )
     names = list(representations())
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="the data folder ($DIM_DATA_DIR)")
@@ -57,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Subcommands, by name: the module whose ``main`` runs each.
-SUBCOMMANDS = {"finetune": "finetune", "probe": "devprobe", "sweep": "sweep"}
+SUBCOMMANDS = {
+    "finetune": "finetune",
+    "probe": "devprobe",
+    "sweep": "sweep",
+    "families": "families",
+    "family-sweep": "familysweep",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

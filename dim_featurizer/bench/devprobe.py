@@ -149,9 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--encoders",
         nargs="+",
-        default=["kept", "start", "untrained"],
         choices=["kept", "start", "untrained"],
-        help="the run's kept encoder, its seeded initialisation, the package's untrained control",
+        help="the run's kept encoder, its seeded initialisation, the package's untrained control "
+        "(default: all three; with --families, kept and start)",
+    )
+    family = p.add_argument_group("leave-family-out probe (docs/method.md §3.9)")
+    family.add_argument(
+        "--families", help="a family table (id, family; dim-bench families): run the family probe instead"
+    )
+    family.add_argument(
+        "--phonons", help="Matbench phonons frame for the second view (default: beside DATA, when there)"
+    )
+    family.add_argument(
+        "--readouts", nargs="+", default=["global_mu"], choices=list(READOUTS), help="readouts of each encoder"
+    )
+    family.add_argument(
+        "--combos", nargs="*", default=["kept+start"], help="feature sets of two encoders' μ_G side by side"
+    )
+    family.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also write familydiagnosis.csv: per layer, the linear R² of composition and local geometry",
     )
     return p
 
@@ -172,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--split is required (labels are read for its training ids only)")
     setup, _ = prepare_setup(args.data, **run_options(args))
     run_dir = Path(args.run_dir)
-    encoders = {k: v for k, v in probe_encoders(setup, run_dir).items() if k in args.encoders}
+    wanted = args.encoders or (["kept", "start"] if args.families else ["kept", "start", "untrained"])
+    encoders = {k: v for k, v in probe_encoders(setup, run_dir).items() if k in wanted}
+    if args.families:
+        return run_family_probe(args, setup, encoders, run_dir)
     fits = dev_probe(
         encoders,
         setup,
@@ -199,4 +220,55 @@ def run(args: argparse.Namespace) -> int:
     write_json(run_dir / "devprobe.json", record)
     print(f"development probe: median MAE on {record['n_score']} unseen training-split crystals")
     print(table.to_string(index=False, float_format="%.4f"))
+    return 0
+
+
+def run_family_probe(args: argparse.Namespace, setup, encoders: dict, run_dir: Path) -> int:
+    """The leave-family-out probe of a run: ``familyprobe.csv`` (resumable) and ``familyprobe.json``."""
+    from .families import read_families
+    from .familyprobe import CONTROL, family_diagnosis, family_probe, family_sets, family_summary, ratio_table
+
+    if CONTROL not in encoders:
+        raise ValueError(f"the family probe scores every feature set against {CONTROL!r}: include it in --encoders")
+    families = read_families(args.families)
+    trained_on = set(np.asarray(setup.dataset.ids)) & set(families.index[families.fillna("") != ""])
+    if trained_on:
+        raise ValueError(
+            f"{len(trained_on)} family crystals were in this run's pretraining (e.g. {sorted(trained_on)[0]}): "
+            "fit it with --exclude-ids on the family table"
+        )
+    phonons = Path(args.phonons) if args.phonons else Path(args.data).parent / "matbench_phonons.json.gz"
+    sets = family_sets(families, args.data, args.split, phonons if phonons.is_file() else None)
+    if args.diagnose and not (run_dir / "familydiagnosis.csv").is_file():
+        diagnosis = family_diagnosis(encoders, sets, args.cache_dir, setup.config.batch_sites)
+        write_csv(run_dir / "familydiagnosis.csv", diagnosis)
+        print(diagnosis.pivot_table(index="measure", columns=["family", "encoder"], values="value").round(3))
+    out = run_dir / "familyprobe.csv"
+    done = pd.read_csv(out) if out.is_file() else None
+    fits = family_probe(
+        encoders,
+        sets,
+        args.cache_dir,
+        setup.config.batch_sites,
+        readouts=args.readouts,
+        combos=args.combos,
+        n_jobs=args.n_jobs,
+        done=done,
+        save=lambda rows: write_csv(out, rows),
+    )
+    summary = family_summary(fits)
+    record = {
+        "labels_read": ["e_form (training-split family crystals)"]
+        + (["last phdos peak (Matbench phonons, training fold)"] if phonons.is_file() else []),
+        "test_ids_read": 0,
+        "families": args.families,
+        "control": CONTROL,
+        "sizes": {
+            f: {"pool": int(g["n_pool"].iloc[0]), "score": int(g["n_score"].iloc[0])} for f, g in fits.groupby("family")
+        },
+        "medians": summary.to_dict(orient="records"),
+    }
+    write_json(run_dir / "familyprobe.json", record)
+    print("leave-family-out probe: median MAE / the run's own control (start), per family")
+    print(ratio_table(summary))
     return 0

@@ -90,7 +90,7 @@ VARIANTS = {
 ARCHITECTURE_OPTIONS = ("--hidden", "--attention-layers", "--global-dim")
 
 
-def _command(module: str, *args: str) -> None:
+def run_module(module: str, *args: str) -> None:
     """Run ``python -m module args`` with one thread (two variants share the two cores)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", module, *args], check=True, env=env)
@@ -102,9 +102,9 @@ def run_variant(name: str, options: list[str], runs: Path = RUNS, data: Path | N
     common = [str(data / "mp2018_e_form_gap.json.gz"), "--split", str(data / "mp2018_folds.json")]
     common += ["--run-dir", str(run_dir), "--no-progress", *PROXY, *BASELINE, *options]
     if not (run_dir / "run.json").is_file() or json.loads((run_dir / "run.json").read_text())["epochs_done"] < 8:
-        _command("dim_featurizer.train.cli", "fit", *common, "--resume")
+        run_module("dim_featurizer.train.cli", "fit", *common, "--resume")
     if not (run_dir / "diagnosis.json").is_file():
-        _command("dim_featurizer.train.cli", "diagnose", *common)
+        run_module("dim_featurizer.train.cli", "diagnose", *common)
     if not (run_dir / "devprobe.csv").is_file():
         # Another run seed draws other training and validation crystals: such a run probes its own control.
         reseeded = "--seed" in options and options[options.index("--seed") + 1] != "0"
@@ -113,7 +113,7 @@ def run_variant(name: str, options: list[str], runs: Path = RUNS, data: Path | N
             encoders.append("start")
         if name == "v0-baseline":
             encoders = ["kept", "start", "untrained"]
-        _command("dim_featurizer.bench.cli", "probe", *common, "--draws", "3", "--encoders", *encoders)
+        run_module("dim_featurizer.bench.cli", "probe", *common, "--draws", "3", "--encoders", *encoders)
 
 
 KEYS = ["target", "model", "budget", "readout"]
