@@ -23,7 +23,7 @@ from dim_featurizer.readers import default_data_dir
 
 from .families import FAMILY_TABLE
 from .familyprobe import CONTROL, PLAN, family_summary
-from .sweep import run_module
+from .sweep import markdown_table, run_module, sweep_parser
 
 RUNS = Path("runs/family-sweep")
 PROXY = ["--limit", "4000", "--epochs", "8", "--patience", "100", "--compile"]
@@ -74,18 +74,12 @@ def table(runs: Path = RUNS) -> str:
             rows.append(row)
     if not rows:
         return "no finished variant\n"
-    frame = pd.DataFrame(rows).fillna("–")
-    header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns) + "\n"
-    return header + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)) + "\n"
+    return markdown_table(pd.DataFrame(rows).fillna("–"))
 
 
 def build_parser() -> Parser:
     """The parser of ``dim-bench family-sweep``."""
-    parser = Parser(prog="dim-bench family-sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", type=Path, default=RUNS, help="folder of the variants' run folders")
-    parser.add_argument(
-        "--data-dir", type=Path, default=None, help="data folder (default: $DIM_DATA_DIR or ../shared/data)"
-    )
+    parser = sweep_parser("dim-bench family-sweep", __doc__.splitlines()[0], RUNS)
     parser.add_argument("--families", type=Path, default=FAMILY_TABLE, help="the family table (dim-bench families)")
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), help="run these variants only")
     parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")

@@ -206,18 +206,28 @@ def table(budget: int = 1000, with_probes: bool = True, runs: Path = RUNS) -> st
                     cells = [f"{medians[encoder, target, m, budget, readout]:.3f}" for m in ("ridge", "mlp")]
                     row[f"{target} @{budget} {readout} ridge / MLP"] = " / ".join(cells)
             rows.append(row)
-    frame = pd.DataFrame(rows)
+    return markdown_table(pd.DataFrame(rows))
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a Markdown table, its columns as the header."""
     header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns) + "\n"
     return header + "\n".join("| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)) + "\n"
 
 
-def build_parser() -> Parser:
-    """The parser of ``dim-bench sweep``."""
-    parser = Parser(prog="dim-bench sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", type=Path, default=RUNS, help="folder of the variants' run folders")
+def sweep_parser(prog: str, description: str, runs: Path) -> Parser:
+    """A sweep command's parser with the options every sweep has: ``--runs-dir`` and ``--data-dir``."""
+    parser = Parser(prog=prog, description=description)
+    parser.add_argument("--runs-dir", type=Path, default=runs, help="folder of the variants' run folders")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="data folder (default: $DIM_DATA_DIR or ../shared/data)"
     )
+    return parser
+
+
+def build_parser() -> Parser:
+    """The parser of ``dim-bench sweep``."""
+    parser = sweep_parser("dim-bench sweep", __doc__.splitlines()[0], RUNS)
     parser.add_argument("--shard", default="0/1", help="i/n: run every n-th variant starting at i")
     parser.add_argument("--only", nargs="+", help="run these variants only")
     parser.add_argument("--table", action="store_true", help="write variants.md from the finished variants")
