@@ -103,3 +103,25 @@ def test_recoverability_reads_geometry_and_composition(structures):
     assert measures["embedding/nn_distance"] < measures["environment/nn_distance"]
     assert measures["mean_embedding/magpie"] > 0.3
     assert 1 <= measures["participation_ratio"] <= 128 and 0 < measures["top5_variance"] <= 1
+
+
+def test_substituted_copies_swap_within_groups_and_are_seeded(real_structures):
+    from pymatgen.core import Element
+
+    from dim_featurizer.train.substitution import COPY_MARK, group_partners, substituted_copies
+
+    assert "F" in group_partners()["Cl"] and "Li" not in group_partners()["H"] and "Na" in group_partners()["K"]
+    series = pd.Series(real_structures[:10], index=[f"c{i}" for i in range(10)])
+    copies = substituted_copies(series, 2, seed=0)
+    assert list(copies.index[:2]) == [f"c0{COPY_MARK}0", f"c0{COPY_MARK}1"]
+    again = substituted_copies(series, 2, seed=0)
+    assert all(a == b for a, b in zip(copies, again))
+    for (key, copy), original in zip(copies.items(), np.repeat(series.to_numpy(), 2)):
+        assert len(copy) == len(original)
+        assert np.allclose(copy.frac_coords, original.frac_coords)
+        before = [Element(e.symbol) for e in original.composition.elements]
+        after = [Element(e.symbol) for e in copy.composition.elements]
+        assert len(set(after)) == len(set(before))  # distinct elements stay distinct
+        for old, new in zip(before, after):
+            assert old == new or new.symbol in group_partners()[old.symbol], key
+    assert any(c.composition != o.composition for c, o in zip(copies, np.repeat(series.to_numpy(), 2)))

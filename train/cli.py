@@ -47,6 +47,8 @@ OPTION_HELP = {
     "vacancies": "add a global false crystal: the crystal with one supercell atom removed (method §3.8)",
     "anchor": "weight of an L2-SP penalty pulling the encoder's weights toward their seeded initialisation "
     "(λ/2 · Σ(θ − θ₀)²); 0 for off (method §3.9)",
+    "substitutions": "hypothetical crystals added per training crystal, its elements swapped within their "
+    "periodic-table groups; 0 for none (method §3.9)",
     "compile": "compile the encoder's per-pair work, forward and backward, with torch.compile: ~1.7x the crystals/s "
     "on CPU after a ~30 s start; the same objective and the same probes",
 }

@@ -71,6 +71,8 @@ class TrainConfig:
             toward their seeded initialisation θ₀ (the score networks and decoders are free); 0 for off.
             It keeps what the random start already carried (docs/method.md §3.9); it is not part of the
             validation loss.
+        substitutions: hypothetical crystals added per training crystal, each with its elements swapped
+            within their periodic-table groups (``substitution.substituted_copies``); 0 for none.
     """
 
     epochs: int = 10
@@ -101,6 +103,7 @@ class TrainConfig:
     vacancies: bool = False
     compile: bool = False
     anchor: float = 0.0
+    substitutions: int = 0
 
     def __post_init__(self) -> None:
         choices = {
@@ -111,6 +114,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.substitutions < 0:
+            raise ValueError(f"substitutions must be 0 (none) or positive, got {self.substitutions!r}")
         for name in (
             "reconstruction",
             "masked_sites",

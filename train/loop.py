@@ -32,7 +32,7 @@ from .objective import Losses
 __all__ = ["LOSS_NAMES", "TrainConfig", "Trainer", "epoch_batches", "step_rng"]
 
 #: Options added after runs whose checkpoints lack them, with the value those runs trained with.
-ADDED_OFF = {"anchor": 0.0}
+ADDED_OFF = {"anchor": 0.0, "substitutions": 0}
 
 LOSS_NAMES = (
     "local_js",

@@ -23,6 +23,7 @@ from .cache import cached_dataset
 from .config import TrainConfig
 from .data import count_held_out, load_structures
 from .loop import Trainer
+from .substitution import substituted_copies
 
 
 def _init_distributed() -> None:
@@ -85,6 +86,9 @@ def prepare_setup(
         structures, left_out = structures[~drop], int(drop.sum())
     if limit is not None:
         structures = structures.iloc[:limit]
+    if config.substitutions:
+        real = len(structures)
+        structures = pd.concat([structures, substituted_copies(structures, config.substitutions, config.seed)])
     if rank == 0:
         dataset, cache = cached_dataset(structures, encoding, cache_dir, n_jobs=n_jobs, pbar=pbar)
     if dist.is_initialized():
@@ -101,6 +105,7 @@ def prepare_setup(
             "subset": subset if split else "all",
             "left_out": {"file": str(exclude_ids), "ids": left_out} if exclude_ids else None,
             "offered": len(structures),
+            "hypothetical": len(structures) - real if config.substitutions else 0,
             # load_structures passes on the structure column alone: no property label reaches training.
             "labels_read": [],
             "test_ids_read": count_held_out(list(structures.index), split),

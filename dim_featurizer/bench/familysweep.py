@@ -40,6 +40,8 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "f4-jitter": (["--jitter", "0.05"], []),
     # Wider reconstruction targets: each site's first shell (composition, coordination, d_nn).
     "f5-shell": (["--shell-reconstruction", "1.0"], []),
+    # Chemistry without labels: one hypothetical crystal per training crystal, elements swapped within groups.
+    "f6-substitutions": (["--substitutions", "1"], []),
 }
 
 
