@@ -7,17 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT
+from dim_featurizer.train.build import build_setup
+from dim_featurizer.train.cache import encode_dataset
+from dim_featurizer.train.config import TrainConfig
+from dim_featurizer.train.loop import Trainer
+from dim_featurizer.train.probes import recoverability
 
 from dim_featurizer.bench.families import FAMILIES, assign_families, family_of, read_families
 from dim_featurizer.bench.familyprobe import CONTROL, PLAN, family_probe, family_summary, score_split
 from dim_featurizer.encoding import EncodingConfig
 from dim_featurizer.model import untrained_encoder
 from dim_featurizer.readers import read_frame, read_split
-from dim_featurizer.train.build import build_setup
-from dim_featurizer.train.cache import encode_dataset
-from dim_featurizer.train.config import TrainConfig
-from dim_featurizer.train.loop import Trainer
-from dim_featurizer.train.probes import recoverability
 
 
 def test_the_rule_puts_a_crystal_in_the_first_family_it_fits():
@@ -106,9 +106,8 @@ def test_recoverability_reads_geometry_and_composition(structures):
 
 
 def test_substituted_copies_swap_within_groups_and_are_seeded(real_structures):
-    from pymatgen.core import Element
-
     from dim_featurizer.train.substitution import COPY_MARK, group_partners, substituted_copies
+    from pymatgen.core import Element
 
     assert "F" in group_partners()["Cl"] and "Li" not in group_partners()["H"] and "Na" in group_partners()["K"]
     series = pd.Series(real_structures[:10], index=[f"c{i}" for i in range(10)])
