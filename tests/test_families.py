@@ -80,18 +80,19 @@ def test_family_probe_is_paired_resumable_and_scored_against_the_control(structu
     frame = pd.DataFrame({"structure": structures, "y": rng.normal(size=len(structures))})
     sets = {"a": frame.iloc[:30], "b": frame.iloc[30:]}
     encoders = {"kept": untrained_encoder(seed=1), CONTROL: untrained_encoder(seed=0)}
-    fits = family_probe(encoders, sets, tmp_path, combos=["kept+start"])
-    assert set(fits["features"]) == {"kept", CONTROL, "kept+start"}
+    fits = family_probe(encoders, sets, tmp_path, combos=["kept+start", "start+magpie"], peers=["magpie"])
+    assert set(fits["features"]) == {"kept", CONTROL, "kept+start", "magpie", "start+magpie"}
     per_set = fits.groupby(["family", "features"]).size()
     assert (per_set == sum(draws for _, draws in PLAN.values())).all()
     assert (fits["budget"] <= fits["n_pool"]).all()  # a budget above the pool takes the whole pool
     summary = family_summary(fits)
     assert np.allclose(summary.loc[summary["features"] == CONTROL, "vs_control"], 1.0)
     saved = []
-    again = family_probe(encoders, sets, tmp_path, combos=["kept+start"], done=fits, save=saved.append)
+    options = {"combos": ["kept+start", "start+magpie"], "peers": ["magpie"]}
+    again = family_probe(encoders, sets, tmp_path, **options, done=fits, save=saved.append)
     assert len(again) == len(fits) and not saved  # nothing left to fit
     partial = fits[fits["family"] == "a"]
-    resumed = family_probe(encoders, sets, tmp_path, combos=["kept+start"], done=partial)
+    resumed = family_probe(encoders, sets, tmp_path, **options, done=partial)
     merged = resumed.sort_values(list(resumed.columns[:5])).reset_index(drop=True)
     assert np.allclose(merged["mae"], fits.sort_values(list(fits.columns[:5]))["mae"])
 

@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--combos", nargs="*", default=["kept+start"], help="feature sets of two encoders' μ_G side by side"
     )
     family.add_argument(
+        "--peers", nargs="*", default=[], choices=["magpie", "chgnet"], help="other featurisers scored beside"
+    )
+    family.add_argument(
         "--diagnose",
         action="store_true",
         help="also write familydiagnosis.csv: per layer, the linear R² of composition and local geometry",
@@ -252,6 +255,7 @@ def run_family_probe(args: argparse.Namespace, setup, encoders: dict, run_dir: P
         setup.config.batch_sites,
         readouts=args.readouts,
         combos=args.combos,
+        peers=args.peers,
         n_jobs=args.n_jobs,
         done=done,
         save=lambda rows: write_csv(out, rows),

@@ -99,6 +99,7 @@ def family_probe(
     batch_sites: int = 1200,
     readouts: Sequence[str] = ("global_mu",),
     combos: Sequence[str] = (),
+    peers: Sequence[str] = (),
     seed: int = 0,
     n_jobs: int = 1,
     done: pd.DataFrame | None = None,
@@ -112,7 +113,9 @@ def family_probe(
         cache_dir: the encoding cache.
         batch_sites: unique sites per forward pass.
         readouts: ``global_mu`` (μ_G) and/or ``pooled``, per encoder.
-        combos: feature sets made of two μ_G side by side, as ``"kept+start"``.
+        combos: feature sets side by side, as ``"kept+start"`` or ``"start+magpie"``.
+        peers: other featurisers scored beside the encoders: ``"magpie"`` (matminer's Magpie composition
+            features) or ``"chgnet"`` (CHGNet's crystal features; trained on MP labels, not label-free).
         seed: seeds the scored share and the draws.
         n_jobs: parallel fits (joblib).
         done: rows of an earlier, interrupted call; (family, feature set) pairs in it are not fitted again.
@@ -131,7 +134,7 @@ def family_probe(
     encoding = encoders[CONTROL].config.encoding
     device = next(encoders[CONTROL].parameters()).device
     for family, data in sets.items():
-        names = set(feature_sets({e: dict.fromkeys(readouts) for e in encoders}, ())) | set(combos)
+        names = set(feature_sets({e: dict.fromkeys(readouts) for e in encoders}, ())) | set(combos) | set(peers)
         if names <= {f for fam, f in finished if fam == family}:
             continue
         dataset, _ = cached_dataset(data["structure"], encoding, cache_dir, pbar=False)
@@ -141,6 +144,8 @@ def family_probe(
         for name, encoder in encoders.items():
             out = collect(encoder.to(device), dataset, everything, batch_sites)
             values[name] = {r: out[r] for r in readouts}
+        for peer in peers:
+            values[peer] = {"global_mu": peer_features(peer, list(data.loc[dataset.ids, "structure"]))}
         features = feature_sets(values, combos)
         pool, score = score_split(len(dataset), seed)
         jobs, keys = [], []
@@ -160,6 +165,14 @@ def family_probe(
         if save is not None:
             save(pd.concat(rows, ignore_index=True))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def peer_features(name: str, structures: list) -> np.ndarray:
+    """(n, k) features of a peer featuriser (NaN rows where it fails; the fits mean-impute them)."""
+    from .representations import CHGNetFeatures, MagpieFromStructure
+
+    featurizer = {"magpie": MagpieFromStructure, "chgnet": CHGNetFeatures}[name]()
+    return np.asarray(featurizer.featurize_many(structures, ignore_errors=True, pbar=False), dtype=float)
 
 
 def family_summary(fits: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "f0-default": ([], ["--readouts", "global_mu", "pooled", "--combos", "kept+start"]),
     # L2-SP: a pull toward the seeded initialisation, from step 0.
     "f1-anchor1": (["--anchor", "1"], []),
-    "f2-anchor10": (["--anchor", "10"], []),
+    "f2-anchor0.1": (["--anchor", "0.1"], []),
     # A tenth of the step size (after one epoch it kept both held-back families at the control's level).
     "f3-lr1e-5": (["--lr", "1e-5"], []),
     # Jittered, strained true views: invariances that are not specific to the pretraining chemistry.
