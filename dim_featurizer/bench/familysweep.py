@@ -42,7 +42,15 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "f5-shell": (["--shell-reconstruction", "1.0"], []),
     # Chemistry without labels: one hypothetical crystal per training crystal, elements swapped within groups.
     "f6-substitutions": (["--substitutions", "1"], []),
+    # Early stopping: the same run stopped after 2 of its 8 epochs (the later --epochs wins).
+    "f7-epochs2": (["--epochs", "2"], []),
 }
+
+
+def epoch_limit(options: list[str]) -> int:
+    """The value of the last ``--epochs`` in ``options`` (argparse keeps the last one given)."""
+    last = len(options) - 1 - options[::-1].index("--epochs")
+    return int(options[last + 1])
 
 
 def run_variant(name: str, runs: Path = RUNS, data: Path | None = None, families: Path = FAMILY_TABLE) -> None:
@@ -52,7 +60,7 @@ def run_variant(name: str, runs: Path = RUNS, data: Path | None = None, families
     common = [str(data / "mp2018_e_form_gap.json.gz"), "--split", str(data / "mp2018_folds.json")]
     common += ["--run-dir", str(run_dir), "--no-progress", "--exclude-ids", str(families), *PROXY, *options]
     record = run_dir / "run.json"
-    if not record.is_file() or json.loads(record.read_text())["epochs_done"] < 8:
+    if not record.is_file() or json.loads(record.read_text())["epochs_done"] < epoch_limit([*PROXY, *options]):
         run_module("dim_featurizer.train.cli", "fit", *common, "--resume")
     if not (run_dir / "familyprobe.json").is_file():
         run_module("dim_featurizer.bench.cli", "probe", *common, "--families", str(families), *probe_options)
