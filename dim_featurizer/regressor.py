@@ -81,7 +81,8 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
             ``fit`` always refuses one, naming it.
         pbar: progress bars while predicting.
         verbose: 0 is silent; 1 prints one line per epoch while fitting (epoch, training loss, validation
-            MAE in the target's unit, seconds), scikit-learn's convention.
+            MAE in the target's unit, seconds, and the most seconds left if the MAE does not improve again),
+            scikit-learn's convention.
 
     Learned state: ``net_`` (encoder and head), ``runner_`` (the inference core running it), ``y_mean_``, ``y_scale_``,
     ``history_`` (one dict per epoch), ``best_epoch_``, ``n_train_``, ``n_validation_``.
@@ -295,16 +296,22 @@ class DIMRegressor(RegressorMixin, BaseEstimator):
                     "seconds": time.perf_counter() - start,
                 }
             )
+            improved = val_mae < best
+            if improved:
+                best, best_epoch, best_state = val_mae, epoch, _state(net)
             if self.verbose:
                 row = history[-1]
+                # Without a further gain the fit stops after `patience` epochs: an upper bound until the next one.
+                left = min(self.max_epochs - epoch, self.patience - (epoch - best_epoch))
+                mean = sum(h["seconds"] for h in history) / len(history)
                 print(
                     f"epoch {epoch}/{self.max_epochs}: training loss {row['train_loss']:.4f}, "
-                    f"validation MAE {val_mae:.4g}, {row['seconds']:.1f} s" + (" (best)" if val_mae < best else ""),
+                    f"validation MAE {val_mae:.4g}, {row['seconds']:.1f} s"
+                    + (" (best)" if improved else "")
+                    + f"; at most {left * mean:.0f} s left unless it improves",
                     flush=True,
                 )
-            if val_mae < best:
-                best, best_epoch, best_state = val_mae, epoch, _state(net)
-            elif epoch - best_epoch >= self.patience:
+            if not improved and epoch - best_epoch >= self.patience:
                 break
         net.load_state_dict(best_state)
         return history, best_epoch

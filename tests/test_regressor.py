@@ -267,3 +267,11 @@ def test_finetune_benchmark_pairs_inits_stores_each_fit_and_resumes(tmp_path, sa
     argv += ["--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "cli"), "--max-epochs", "2"]
     assert finetune_main(argv + ["--patience", "1", "--device", "cpu"]) == 0
     assert (tmp_path / "cli" / "tables.md").read_text().count("pretrained") >= 1
+
+
+def test_verbose_prints_each_epoch_with_the_time_left(labelled, capsys):
+    X, y = labelled
+    DIMRegressor(seed=0, max_epochs=3, patience=2, device="cpu", verbose=1).fit(X.iloc[:20], y.iloc[:20])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) >= 2 and all("s left unless it improves" in line for line in lines)
+    assert lines[-1].split("at most ")[1].startswith("0 s")  # the last epoch leaves none
