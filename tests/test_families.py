@@ -125,3 +125,36 @@ def test_substituted_copies_swap_within_groups_and_are_seeded(real_structures):
         for old, new in zip(before, after):
             assert old == new or new.symbol in group_partners()[old.symbol], key
     assert any(c.composition != o.composition for c, o in zip(copies, np.repeat(series.to_numpy(), 2)))
+
+
+@pytest.mark.slow
+def test_family_probe_command_on_the_sample(sample_dir, tmp_path):
+    import json
+
+    from dim_featurizer.train.cli import main
+
+    from dim_featurizer.bench.cli import main as bench_main
+
+    data, split = str(sample_dir / "mp2018_e_form_gap.json.gz"), str(sample_dir / "mp2018_folds.json")
+    frame = read_frame(data, read_split(split)["train"])
+    family = assign_families(frame["structure"])
+    table = tmp_path / "families.csv"
+    family[family != ""].rename_axis("id").reset_index().to_csv(table, index=False)
+    common = [data, "--split", split, "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-sites", "300"]
+    common += ["--val-fraction", "0.2", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--device", "cpu"]
+    # A run that pretrained on the families is refused: the probe would not measure transfer.
+    assert main(["fit", *common]) == 0
+    assert bench_main(["probe", *common, "--families", str(table)]) == 1
+    common[4] = str(tmp_path / "left-out")
+    assert main(["fit", *common, "--exclude-ids", str(table)]) == 0
+    probe = ["probe", *common, "--exclude-ids", str(table), "--families", str(table), "--diagnose"]
+    assert bench_main([*probe, "--peers", "magpie"]) == 0
+    fits = pd.read_csv(tmp_path / "left-out" / "familyprobe.csv")
+    assert set(fits["family"]) >= set(family[family != ""]) | {"phonons"}
+    assert set(fits["features"]) == {"kept", "start", "kept+start", "magpie"} and np.isfinite(fits["mae"]).all()
+    record = json.loads((tmp_path / "left-out" / "familyprobe.json").read_text())
+    assert record["test_ids_read"] == 0 and record["control"] == CONTROL
+    assert (tmp_path / "left-out" / "familydiagnosis.csv").is_file()
+    before = len(fits)
+    assert bench_main([*probe, "--peers", "magpie"]) == 0  # resumed: nothing is fitted twice
+    assert len(pd.read_csv(tmp_path / "left-out" / "familyprobe.csv")) == before
