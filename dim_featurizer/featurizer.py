@@ -45,6 +45,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         compile_network: compile the network's per-pair work with ``torch.compile`` (needs a C++
             compiler on CPU): a faster network after a one-off ~10-30 s compile per process, for
             large inputs; vectors agree with the default's to ~1e-6.
+        label_prefix: the feature labels are ``<label_prefix>_0`` …; give two featurisers in one
+            ``MultipleFeaturizer`` (e.g. the weights and their ``untrained:`` control) different prefixes.
 
     Learned state: ``model_`` (the encoder), ``weights_info_``, ``device_``
     and ``encoding_``, set by :meth:`fit` or on first use, never pickled.
@@ -68,13 +70,14 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         cache_dir: str | os.PathLike | None = None,
         readout: str | None = None,
         compile_network: bool = False,
+        label_prefix: str = "DIM",
     ) -> None:
         # Stored as given, under their own names (scikit-learn's estimator contract).
         self.weights, self.revision, self.seed, self.cache_dir = weights, revision, seed, cache_dir
         self.device, self.batch_sites, self.n_jobs = device, batch_sites, n_jobs
         self.max_atoms, self.oxidation, self.max_sites = max_atoms, oxidation, max_sites
         self.ignore_errors, self.pbar, self.readout = ignore_errors, pbar, readout
-        self.compile_network = compile_network
+        self.compile_network, self.label_prefix = compile_network, label_prefix
 
     # -- model state -------------------------------------------------------
     def set_n_jobs(self, n_jobs: int) -> None:
@@ -116,8 +119,8 @@ class DeepInfoMaxFeaturizer(BaseFeaturizer):
         return self._rows([structure], None, ignore_errors=False, return_errors=False, pbar=False, single=True)[0]
 
     def feature_labels(self) -> list[str]:
-        """Return a new list of the D labels ``DIM_0`` … ``DIM_{D-1}``."""
-        return [f"DIM_{i}" for i in range(self.runner().width)]
+        """Return a new list of the D labels ``DIM_0`` … ``DIM_{D-1}`` (``label_prefix`` in place of ``DIM``)."""
+        return [f"{self.label_prefix}_{i}" for i in range(self.runner().width)]
 
     def citations(self) -> list[str]:
         """BibTeX for the Deep InfoMax pretraining paper and Site-Net."""

@@ -168,3 +168,21 @@ def test_pooled_readout_is_the_layer_before_the_bottleneck(real_structures):
     np.testing.assert_allclose(got, readouts["pooled"].numpy(), atol=1e-5)
     default = np.array(DeepInfoMaxFeaturizer(weights="untrained", pbar=False).featurize_many(real_structures[:6]))
     np.testing.assert_allclose(default, readouts["global_mu"].numpy(), atol=1e-5)
+
+
+def test_label_prefix_keeps_two_featurisers_apart_in_a_multiple_featurizer(examples):
+    from matminer.featurizers.base import MultipleFeaturizer
+
+    from dim_featurizer import DeepInfoMaxFeaturizer
+
+    trained = DeepInfoMaxFeaturizer(weights="untrained", seed=1, device="cpu", pbar=False)
+    control = DeepInfoMaxFeaturizer(weights="untrained", device="cpu", pbar=False, label_prefix="DIM_control")
+    assert control.feature_labels()[0] == "DIM_control_0" and trained.feature_labels()[0] == "DIM_0"
+    both = MultipleFeaturizer([trained, control], iterate_over_entries=False)
+    both.set_n_jobs(1)
+    frame = pd.DataFrame({"structure": list(examples.values())})
+    out = both.featurize_dataframe(frame, "structure", pbar=False)
+    assert out.shape == (len(frame), 1 + 2 * len(trained.feature_labels()))
+    assert np.allclose(
+        out[control.feature_labels()].to_numpy(float), control.featurize_many(frame["structure"], pbar=False)
+    )
