@@ -34,14 +34,15 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # L2-SP: a pull toward the seeded initialisation, from step 0.
     "f1-anchor1": (["--anchor", "1"], []),
     "f2-anchor0.1": (["--anchor", "0.1"], []),
-    # A tenth of the step size (after one epoch it kept both held-back families at the control's level).
-    "f3-lr1e-5": (["--lr", "1e-5"], []),
     # Jittered, strained true views: invariances that are not specific to the pretraining chemistry.
     "f4-jitter": (["--jitter", "0.05"], []),
     # Wider reconstruction targets: each site's first shell (composition, coordination, d_nn).
     "f5-shell": (["--shell-reconstruction", "1.0"], []),
     # Chemistry without labels: one hypothetical crystal per training crystal, elements swapped within groups.
     "f6-substitutions": (["--substitutions", "1"], []),
+    # f6 on another seed (other proxy crystals' order, validation split, draws and control), and f6 with f5.
+    "f8-f6-seed2": (["--substitutions", "1", "--seed", "2"], []),
+    "f9-f6-shell": (["--substitutions", "1", "--shell-reconstruction", "1.0"], []),
     # Early stopping: the same run stopped after 2 of its 8 epochs (the later --epochs wins).
     "f7-epochs2": (["--epochs", "2"], []),
 }
