@@ -86,9 +86,8 @@ def prepare_setup(
         structures, left_out = structures[~drop], int(drop.sum())
     if limit is not None:
         structures = structures.iloc[:limit]
-    if config.substitutions:
-        real = len(structures)
-        structures = pd.concat([structures, substituted_copies(structures, config.substitutions, config.seed)])
+    hypothetical = substituted_copies(structures, config.substitutions, config.seed)  # empty for 0
+    structures = pd.concat([structures, hypothetical]) if len(hypothetical) else structures
     if rank == 0:
         dataset, cache = cached_dataset(structures, encoding, cache_dir, n_jobs=n_jobs, pbar=pbar)
     if dist.is_initialized():
@@ -105,7 +104,7 @@ def prepare_setup(
             "subset": subset if split else "all",
             "left_out": {"file": str(exclude_ids), "ids": left_out} if exclude_ids else None,
             "offered": len(structures),
-            "hypothetical": len(structures) - real if config.substitutions else 0,
+            "hypothetical": len(hypothetical),
             # load_structures passes on the structure column alone: no property label reaches training.
             "labels_read": [],
             "test_ids_read": count_held_out(list(structures.index), split),

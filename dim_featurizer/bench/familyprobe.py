@@ -133,24 +133,27 @@ def family_probe(
     finished = set() if done is None or done.empty else set(zip(done["family"], done["features"]))
     encoding = encoders[CONTROL].config.encoding
     device = next(encoders[CONTROL].parameters()).device
+    names = set(feature_sets({e: dict.fromkeys(readouts) for e in [*encoders, *peers]}, ())) | set(combos)
     for family, data in sets.items():
-        names = set(feature_sets({e: dict.fromkeys(readouts) for e in encoders}, ())) | set(combos) | set(peers)
-        if names <= {f for fam, f in finished if fam == family}:
+        missing = names - {f for fam, f in finished if fam == family}
+        if not missing:
             continue
+        # Only the encoders and peers a missing feature set is made of are run (CHGNet takes minutes).
+        needed = {part.split(":")[0] for name in missing for part in name.split("+")}
         dataset, _ = cached_dataset(data["structure"], encoding, cache_dir, pbar=False)
         y = data.loc[dataset.ids, "y"].to_numpy(float)
         everything = np.arange(len(dataset))
         values = {}
-        for name, encoder in encoders.items():
-            out = collect(encoder.to(device), dataset, everything, batch_sites)
+        for name in [e for e in encoders if e in needed]:
+            out = collect(encoders[name].to(device), dataset, everything, batch_sites)
             values[name] = {r: out[r] for r in readouts}
-        for peer in peers:
+        for peer in [p for p in peers if p in needed]:
             values[peer] = {"global_mu": peer_features(peer, list(data.loc[dataset.ids, "structure"]))}
-        features = feature_sets(values, combos)
+        features = feature_sets(values, [c for c in combos if c in missing])
         pool, score = score_split(len(dataset), seed)
         jobs, keys = [], []
         for name, x in features.items():
-            if (family, name) in finished:
+            if name not in missing:
                 continue
             x = standardise(x, x)  # over the family's crystals: no label
             for kind, (budget, draws) in PLAN.items():
